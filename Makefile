@@ -1,0 +1,76 @@
+# camwatch: the user's interface. Every target sets up what it needs.
+#
+#   make run                      build and start the virtual board (Ctrl-C stops)
+#   make test                     install everything and run every suite
+#   make build   BOARD=esp32cam   the files a board holds, in build/<board>/fs
+#   make flash   PORT=/dev/ttyUSB0 [FIRMWARE=firmware.bin]
+#   make deploy  PORT=/dev/ttyUSB0 copy the app to the board, then soft reset
+#   make install PORT=/dev/ttyUSB0 flash + deploy + provision + print the URL
+#   make repl    PORT=/dev/ttyUSB0
+#   make romfs | firmware MICROPY_DIR=... | bench | clean
+#
+# Variables: BOARD (default esp32cam; `make boards` lists them), PORT,
+# HTTP_PORT (8080) and HOST (127.0.0.1; 0.0.0.0 for a phone on the LAN) for
+# `make run`.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+BOARD ?= esp32cam
+PORT ?=
+export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE
+
+.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: venv
+	$(PY) -m tools run --board vboard
+
+build: venv
+	$(PY) -m tools build --board $(BOARD)
+
+boards: venv
+	@$(PY) -m tools boards
+
+romfs: venv
+	$(PY) -m tools romfs --board $(BOARD)
+
+firmware: venv
+	$(PY) -m tools firmware --board $(BOARD)
+
+flash: venv
+	$(PY) -m tools flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(FLASH_ARGS)
+
+deploy: venv
+	$(PY) -m tools deploy $(if $(PORT),--port $(PORT)) $(DEPLOY_ARGS)
+
+install: venv
+	$(PY) -m tools install $(if $(PORT),--port $(PORT)) $(INSTALL_ARGS)
+
+repl: venv
+	$(PY) -m tools repl $(if $(PORT),--port $(PORT))
+
+bench: venv
+	$(PY) -m tools bench
+
+# The browser tests drive Debian's chromium; install it when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: venv chromium
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,63 @@
+"""Shared fixtures: the vboard build, running the MicroPython VM, virtual boards."""
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tools import boards, build  # noqa: E402
+from tools.vboard import VirtualBoard, micropython_command  # noqa: E402
+
+VM_TESTS = os.path.join(ROOT, "tests", "vm")
+
+
+@pytest.fixture(scope="session")
+def vboard_fs():
+    """build/vboard/fs, built once per test session."""
+    build.build("vboard", log=lambda *a: None)
+    return build.fs_dir("vboard")
+
+
+def run_vm(args, fs, heap=None, timeout=120, env=None):
+    """Run the MicroPython VM with the board's import path over ``fs``.
+
+    The path is the board's: the built app and lib (x64 .mpy, so viper is
+    real machine code), then tests/vm. Returns the CompletedProcess.
+    """
+    heap = heap or boards.get("vboard")["heap"]["vm_bytes"]
+    path = ":".join([".frozen", fs, os.path.join(fs, "lib"), VM_TESTS])
+    full_env = dict(os.environ, MICROPYPATH=path)
+    full_env.update(env or {})
+    return subprocess.run([micropython_command(), "-X", "heapsize=%d" % heap] + list(args),
+                          capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=VM_TESTS)
+
+
+_ports = itertools.count(0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def vboard(vboard_fs, tmp_path):
+    """A running virtual board on a fresh flash folder holding the build."""
+    flash = tmp_path / "flash"
+    shutil.copytree(vboard_fs, flash)
+    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port())
+    vb.start()
+    try:
+        vb.wait_http(timeout=30)
+        yield vb
+    finally:
+        vb.stop()
