@@ -9,7 +9,7 @@
 #   make repl    PORT=/dev/ttyUSB0
 #   make romfs | firmware MICROPY_DIR=... | bench | clean
 #
-# Variables: BOARD (default esp32cam; `make boards` lists them), PORT,
+# Variables: BOARD (default esp32cam, or vboard for the virtual board's port; `make boards` lists them), PORT,
 # HTTP_PORT (8080) and HOST (127.0.0.1; 0.0.0.0 for a phone on the LAN) for
 # `make run`.
 
@@ -17,7 +17,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
-BOARD ?= esp32cam
+BOARD ?=
 PORT ?=
 export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE
 
@@ -35,25 +35,25 @@ run: venv
 	$(PY) -m tools run --board vboard
 
 build: venv
-	$(PY) -m tools build --board $(BOARD)
+	$(PY) -m tools build $(if $(BOARD),--board $(BOARD))
 
 boards: venv
 	@$(PY) -m tools boards
 
 romfs: venv
-	$(PY) -m tools romfs --board $(BOARD)
+	$(PY) -m tools romfs $(if $(BOARD),--board $(BOARD))
 
 firmware: venv
-	$(PY) -m tools firmware --board $(BOARD)
+	$(PY) -m tools firmware $(if $(BOARD),--board $(BOARD))
 
 flash: venv
-	$(PY) -m tools flash --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(FLASH_ARGS)
+	$(PY) -m tools flash $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(FLASH_ARGS)
 
 deploy: venv
-	$(PY) -m tools deploy $(if $(PORT),--port $(PORT)) $(DEPLOY_ARGS)
+	$(PY) -m tools deploy $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(DEPLOY_ARGS)
 
 install: venv
-	$(PY) -m tools install $(if $(PORT),--port $(PORT)) $(INSTALL_ARGS)
+	$(PY) -m tools install $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(INSTALL_ARGS)
 
 repl: venv
 	$(PY) -m tools repl $(if $(PORT),--port $(PORT))

@@ -7,9 +7,12 @@
 # boots either the old app or the new one, never half of each. Keep this file
 # small and independent of the app: it is the one piece that must keep working
 # whatever the deploy left behind.
+#
+# Paths are relative to / (the working directory at boot on the board and on
+# the virtual board), which renames correctly on every filesystem we run on.
 import os
 
-STAGING = "/.staging"
+STAGING = ".staging"
 
 
 def _rmtree(path):
@@ -27,12 +30,13 @@ def _rmtree(path):
 
 def _makedirs(path):
     built = ""
-    for part in path.split("/")[1:-1]:
-        built += "/" + part
+    for part in path.split("/")[:-1]:
+        built += part
         try:
             os.mkdir(built)
         except OSError:
             pass
+        built += "/"
 
 
 def finish_deploy():
@@ -41,25 +45,26 @@ def finish_deploy():
 
         with open(STAGING + "/.swap") as f:
             plan = json.load(f)
-    except OSError:
+    except (OSError, ValueError):  # no plan, or one cut short: staging is incomplete
         _rmtree(STAGING)
         return
     moved = 0
     for path in plan["copy"]:
+        path = path.lstrip("/")
         try:
-            os.stat(STAGING + path)
+            os.stat(STAGING + "/" + path)
         except OSError:
             continue  # moved already by an earlier, interrupted run of this guard
         _makedirs(path)
         try:
-            os.rename(STAGING + path, path)  # replaces atomically on littlefs
+            os.rename(STAGING + "/" + path, path)  # replaces atomically on littlefs
         except OSError:
             os.remove(path)  # filesystems that refuse to rename over a file
-            os.rename(STAGING + path, path)
+            os.rename(STAGING + "/" + path, path)
         moved += 1
     for path in plan["delete"]:
         try:
-            os.remove(path)
+            os.remove(path.lstrip("/"))
         except OSError:
             pass
     _rmtree(STAGING)
