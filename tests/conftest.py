@@ -61,3 +61,23 @@ def vboard(vboard_fs, tmp_path):
         yield vb
     finally:
         vb.stop()
+
+
+@pytest.fixture
+def blank_vboard(tmp_path):
+    """A running virtual board whose flash is empty, like a freshly flashed board."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port())
+    vb.start()
+    try:
+        vb.wait_console(">>> ", timeout=20)
+        yield vb
+    finally:
+        vb.stop()
+
+
+def mpremote(*args, timeout=60):
+    """Run the real mpremote CLI; return the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "mpremote"] + list(args),
+                          capture_output=True, text=True, timeout=timeout)

@@ -21,10 +21,9 @@ def validate(data):
     with open(SCHEMA_FILE) as f:
         schema = json.load(f)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        where = "/".join(str(p) for p in e.path) or "(top level)"
+    e = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if e is not None:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ToolError("boards.json is invalid at %s: %s" % (where, e.message))
 
 

@@ -1,0 +1,112 @@
+"""The virtual board behaves like a USB board to the real mpremote."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import serial
+
+from conftest import ROOT, free_port, mpremote
+
+
+def status(vb):
+    return json.loads(vb.wait_http("api/status"))
+
+
+def test_serves_the_app_and_publishes_its_tty(vboard):
+    assert os.path.islink(vboard.tty_link)
+    assert os.readlink(vboard.tty_link) == vboard.tty_path
+    body = status(vboard)
+    assert body["board"] == "vboard"
+    assert "dashboard at " + vboard.url in vboard.console()
+
+
+def test_mpremote_cp_exec_and_soft_reset_then_the_app_runs_again(vboard, tmp_path):
+    local = tmp_path / "note.txt"
+    local.write_text("written through the pty\n")
+    r = mpremote("connect", vboard.tty_link, "fs", "cp", str(local), ":note.txt",
+                 "+", "exec", "print(open('note.txt').read())")
+    assert r.returncode == 0, r.stderr
+    assert "written through the pty" in r.stdout
+    # it landed in the folder that stands in for the flash
+    assert (tmp_path / "flash" / "note.txt").read_text() == "written through the pty\n"
+
+    boots = vboard.boots
+    mark = vboard.console_offset()
+    r = mpremote("connect", vboard.tty_link, "soft-reset")
+    assert r.returncode == 0, r.stderr
+    vboard.wait_console("MPY: soft reboot", start=mark)
+    assert vboard.boots > boots
+
+    # After mpremote the board sits at the REPL, as a USB board does; Ctrl-D
+    # there (what a user types in `make repl`) soft-resets into boot.py and
+    # main.py, and the app serves again.
+    mark = vboard.console_offset()
+    with serial.Serial(vboard.tty_link, 115200, timeout=1) as port:
+        port.write(b"\r\x04")
+    vboard.wait_console("dashboard at " + vboard.url, start=mark)
+    assert status(vboard)["uptime_s"] <= 2
+    r = mpremote("connect", vboard.tty_link, "exec", "print(open('note.txt').read())")
+    assert "written through the pty" in r.stdout
+
+
+def test_ctrl_c_interrupts_main_into_the_prompt(vboard):
+    mark = vboard.console_offset()
+    with serial.Serial(vboard.tty_link, 115200, timeout=1) as port:
+        port.write(b"\x03")
+        end = vboard.wait_console(">>> ", start=mark)
+        assert "KeyboardInterrupt" in vboard.console()[mark:end]
+        port.write(b"print(6 * 7)\r")
+        vboard.wait_console("42", start=end)
+    try:
+        urllib.request.urlopen(vboard.url + "api/status", timeout=2)
+        raise AssertionError("the app still serves after Ctrl-C")
+    except OSError:
+        pass
+
+
+def test_heap_is_capped_from_boards_json(vboard):
+    r = mpremote("connect", vboard.tty_link, "exec",
+                 "import gc; gc.collect(); print(gc.mem_free() + gc.mem_alloc())")
+    assert r.returncode == 0, r.stderr
+    from tools import boards
+    cap = boards.get("vboard")["heap"]["vm_bytes"]
+    total = int(r.stdout.split()[-1])
+    assert cap * 0.9 <= total <= cap
+
+
+def test_make_run_serves_and_sigterm_stops_everything(tmp_path):
+    port = free_port()
+    flash = tmp_path / "flash"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools", "run", "--http-port", str(port), "--flash", str(flash),
+         "--tty", str(tmp_path / "tty")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "camwatch is up" in line:
+                break
+        assert any("open http://127.0.0.1:%d/" % port in l for l in lines), "".join(lines)
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5) as r:
+            assert r.status == 200
+            assert r.headers["Content-Encoding"] == "gzip"
+        vm = subprocess.run(["pgrep", "-f", str(flash)], capture_output=True, text=True)
+        assert vm.stdout.split(), "no VM process found"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not os.path.exists(tmp_path / "tty")
+    left = subprocess.run(["pgrep", "-f", str(flash)], capture_output=True, text=True)
+    assert left.stdout.split() == [], "VM still running after SIGTERM"
