@@ -96,7 +96,7 @@ def register_core(sub):
 
 
 def parser():
-    ap = argparse.ArgumentParser(prog="python -m tools", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools", description="camwatch host tools: build, flash, deploy, repl and the virtual board.")
     sub = ap.add_subparsers(dest="command", metavar="command")
     sub.required = True
     register_core(sub)
