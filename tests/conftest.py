@@ -17,6 +17,9 @@ from tools.vboard import VirtualBoard, micropython_command  # noqa: E402
 
 VM_TESTS = os.path.join(ROOT, "tests", "vm")
 
+# tests/vm/ holds MicroPython modules run on the VM by test_vm.py, not pytest files
+collect_ignore = ["vm"]
+
 
 @pytest.fixture(scope="session")
 def vboard_fs():
