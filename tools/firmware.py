@@ -1,0 +1,406 @@
+"""MicroPython firmware for the camera boards: download it, or build it with the app frozen in.
+
+Download (what ``make flash`` uses when no FIRMWARE is given): boards.json
+names, per board, the camera-enabled MicroPython release image, a ``.zip``
+(``firmware.asset``) holding a merged ``firmware.bin`` (``firmware.file``) at
+``firmware.url``. ``fetch()`` keeps it in ``.cache/firmware/<board>/``; when the
+download fails it says which URL to fetch by hand and where to put it.
+
+Frozen build (``make firmware MICROPY_DIR=...``): ``build_firmware()`` runs the
+ESP32 port's own build in a MicroPython checkout with ``firmware/manifest.py``
+as the frozen manifest (the app package, ``lib/`` and the pinned Microdot
+modules) and the camera user C module (the micropython-camera-API
+repository, found next to the checkout or at ``CAMERA_API_DIR``). It needs
+ESP-IDF set up in the shell; whatever is missing is listed with how to get it.
+"""
+
+import glob
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+
+from tools import ROOT, ToolError, boards
+
+CACHE_DIR = os.path.join(ROOT, ".cache", "firmware")
+MANIFEST = os.path.join(ROOT, "firmware", "manifest.py")
+# firmware/manifest.py freezes Microdot from here (relative path
+# ../build/frozen/microdot); build_firmware() copies the pinned modules in.
+FROZEN_DIR = os.path.join(ROOT, "build", "frozen")
+# The MicroPython board and variant each chip is built as (PSRAM enabled:
+# the camera driver needs it). ESP32-S3 camera boards carry octal PSRAM.
+PORT_BOARDS = {
+    "esp32": ("ESP32_GENERIC", "SPIRAM"),
+    "esp32s3": ("ESP32_GENERIC_S3", "SPIRAM_OCT"),
+}
+CAMERA_API_NAME = "micropython-camera-API"
+# Variables our Makefile exports that mean something else to MicroPython's.
+_OUR_MAKE_VARS = ("BOARD", "BOARD_VARIANT", "BUILD", "PORT", "FIRMWARE")
+
+
+def _rel(path):
+    """``path`` relative to the current directory when that is shorter."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith(".." + os.sep + "..") else path
+
+
+def _camera_firmware(board):
+    fw = board.get("firmware")
+    if not fw:
+        raise ToolError("board %s has no camera firmware in boards.json; pass FIRMWARE=path/to/firmware.bin"
+                        % board["id"])
+    return fw
+
+
+# ---------------------------------------------------------------- download
+
+def cache_dir(board_id, cache=None):
+    """Where the downloaded firmware of ``board_id`` is kept.
+
+    cache: the top cache folder (default ``.cache/firmware`` in the repo).
+    """
+    return os.path.join(cache or CACHE_DIR, board_id)
+
+
+def cached_image(board, cache=None):
+    """Path of the board's firmware image in the cache (it may not exist yet)."""
+    return os.path.join(cache_dir(board["id"], cache), _camera_firmware(board)["file"])
+
+
+def is_cached(board, cache=None):
+    """Whether ``fetch()`` would find the board's firmware, or its .zip, without downloading."""
+    where = cache_dir(board["id"], cache)
+    fw = _camera_firmware(board)
+    return any(os.path.isfile(os.path.join(where, name)) for name in (fw["file"], fw["asset"]))
+
+
+def _human(n):
+    return "%.1f MB" % (n / 1e6) if n >= 1e6 else "%d KB" % (n // 1000)
+
+
+class Progress:
+    """Download progress on ``stream``: one updating line on a terminal,
+    a line at start and end otherwise."""
+
+    def __init__(self, name, total, stream=None):
+        self.name = name
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.done = 0
+        self.shown = -1
+        if not self.tty:
+            self._write("downloading %s (%s)\n" % (name, _human(total) if total else "size unknown"))
+
+    def _write(self, text):
+        self.stream.write(text)
+        self.stream.flush()
+
+    def update(self, n):
+        self.done += n
+        if not self.tty:
+            return
+        pct = self.done * 100 // self.total if self.total else -1
+        if pct == self.shown and pct >= 0:
+            return
+        self.shown = pct
+        if self.total:
+            self._write("\rdownloading %s: %s / %s (%d%%)" % (self.name, _human(self.done), _human(self.total), pct))
+        else:
+            self._write("\rdownloading %s: %s" % (self.name, _human(self.done)))
+
+    def finish(self):
+        self._write(("\r" if self.tty else "") + "downloaded %s: %s\n" % (self.name, _human(self.done)))
+
+
+def _offline_error(board, url, where, reason):
+    fw = board["firmware"]
+    return ToolError(
+        "could not download the %s firmware (%s).\n"
+        "If this machine is offline, download it on another one:\n"
+        "  %s\n"
+        "and put %s (or the %s inside it) in\n"
+        "  %s\n"
+        "then run the same command again; or pass FIRMWARE=path/to/%s (--firmware)."
+        % (board["id"], reason, url, fw["asset"], fw["file"], _rel(where) + os.sep, fw["file"])
+    )
+
+
+def _extract(board, zip_path, out):
+    """Take the board's firmware file out of ``zip_path`` into ``out``."""
+    fw = board["firmware"]
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            members = [m for m in z.namelist() if os.path.basename(m) == fw["file"]]
+            if not members:
+                raise ToolError("%s holds no %s (it has: %s); delete it and download %s again"
+                                % (_rel(zip_path), fw["file"], ", ".join(z.namelist()) or "nothing",
+                                   fw["url"]))
+            tmp = out + ".part"
+            with z.open(sorted(members, key=len)[0]) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, out)
+    except zipfile.BadZipFile:
+        raise ToolError("%s is not a valid zip (an interrupted download?); delete it and run again"
+                        % _rel(zip_path))
+    return out
+
+
+def fetch(board, url=None, cache=None, timeout=30, stream=None, log=print):
+    """Return the path of ``board``'s camera firmware image, downloading it if needed.
+
+    board: a ``boards.get()`` entry. url: where to download the ``.zip`` from
+    (default: the board's ``firmware.url``). cache: the top cache folder
+    (default ``.cache/firmware``). timeout: seconds to wait for the server.
+    stream: where download progress goes (default stderr).
+
+    A firmware file already in the cache is used as is; a ``.zip`` already
+    there is unpacked. On a failed download raises ToolError naming the URL
+    and the cache folder to put the file in by hand.
+    """
+    fw = _camera_firmware(board)
+    url = url or fw["url"]
+    where = cache_dir(board["id"], cache)
+    image = os.path.join(where, fw["file"])
+    zip_path = os.path.join(where, fw["asset"])
+    if os.path.isfile(image):
+        log("firmware: using %s (delete it to download the latest again)" % _rel(image))
+        return image
+    os.makedirs(where, exist_ok=True)
+    if not os.path.isfile(zip_path):
+        part = zip_path + ".part"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                total = int(resp.headers.get("Content-Length") or 0)
+                progress = Progress(fw["asset"], total, stream)
+                with open(part, "wb") as out:
+                    while True:
+                        chunk = resp.read(65536)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        progress.update(len(chunk))
+                progress.finish()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            if os.path.exists(part):
+                os.remove(part)
+            reason = getattr(exc, "reason", None) or exc
+            raise _offline_error(board, url, where, reason)
+        os.replace(part, zip_path)
+    _extract(board, zip_path, image)
+    log("firmware: %s from %s" % (_rel(image), fw["asset"]))
+    return image
+
+
+# ------------------------------------------------------------ frozen build
+
+def stage_frozen(log=print):
+    """Copy the pinned Microdot modules where ``firmware/manifest.py`` freezes them from.
+
+    Only the modules the app ships (``tools.build.MICRODOT_MODULES``) go in.
+    Returns the staged package folder.
+    """
+    from tools import build
+
+    src = build.microdot_dir()
+    dst = os.path.join(FROZEN_DIR, "microdot")
+    if os.path.isdir(dst):
+        shutil.rmtree(dst)
+    os.makedirs(dst)
+    for name in build.MICRODOT_MODULES:
+        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+    return dst
+
+
+def camera_cmake(camera_dir):
+    """The camera module's CMake entry point in ``camera_dir``, or None.
+
+    Newer releases of the module keep it at the top, older ones in ``src/``.
+    """
+    for rel in ("micropython.cmake", os.path.join("src", "micropython.cmake")):
+        path = os.path.join(camera_dir, rel)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _has_camera_driver(micropython_dir, idf_path):
+    """Whether the esp32-camera IDF component is where the build finds it."""
+    if idf_path and os.path.isdir(os.path.join(idf_path, "components", "esp32-camera")):
+        return True
+    pattern = os.path.join(micropython_dir, "ports", "esp32", "main*", "idf_component.yml")
+    for yml in glob.glob(pattern):
+        with open(yml) as f:
+            if "esp32-camera" in f.read():
+                return True
+    return False
+
+
+def check_build_env(board, micropython_dir, camera_dir=None, env=None):
+    """Check everything a frozen build needs; return the resolved paths.
+
+    Raises one ToolError listing every missing piece and how to get it.
+    Returns ``(micropython_dir, camera_dir, camera_cmake)`` as absolute paths.
+    """
+    env = os.environ if env is None else env
+    if board["chip"] not in PORT_BOARDS:
+        raise ToolError("board %s (%s) runs no ESP32 firmware; pick an ESP32 board "
+                        "(`python -m tools boards` lists them)" % (board["id"], board["name"]))
+    port_board, variant = PORT_BOARDS[board["chip"]]
+    missing = []
+    mp_ok = False
+    if not micropython_dir:
+        missing.append(
+            "no MicroPython checkout given: clone the micropython/micropython repository "
+            "(a release tag, v1.24 or later), then pass MICROPY_DIR=path/to/micropython "
+            "(or --micropython-dir)")
+    else:
+        micropython_dir = os.path.abspath(micropython_dir)
+        if not os.path.isdir(micropython_dir):
+            missing.append("MICROPY_DIR %s does not exist; point it at a clone of the "
+                           "micropython/micropython repository" % micropython_dir)
+        elif not (os.path.isfile(os.path.join(micropython_dir, "ports", "esp32", "Makefile"))
+                  and os.path.isfile(os.path.join(micropython_dir, "py", "mkrules.mk"))):
+            missing.append("%s is not a MicroPython checkout (no ports/esp32/Makefile or "
+                           "py/mkrules.mk); MICROPY_DIR must be the top folder of a clone of "
+                           "the micropython/micropython repository" % micropython_dir)
+        elif not os.path.isdir(os.path.join(micropython_dir, "ports", "esp32", "boards", port_board)):
+            missing.append("%s has no ports/esp32/boards/%s: check out MicroPython v1.24 or "
+                           "later (git -C %s checkout <release tag>)"
+                           % (micropython_dir, port_board, shlex.quote(micropython_dir)))
+        else:
+            mp_ok = True
+
+    if camera_dir is None:
+        camera_dir = env.get("CAMERA_API_DIR") or (
+            os.path.join(os.path.dirname(micropython_dir), CAMERA_API_NAME) if micropython_dir else None)
+    cmake = None
+    if camera_dir:
+        camera_dir = os.path.abspath(camera_dir)
+        cmake = camera_cmake(camera_dir)
+    if not cmake:
+        where = (" at %s (no micropython.cmake or src/micropython.cmake there)" % camera_dir
+                 if camera_dir else "")
+        missing.append(
+            "the camera module was not found%s: clone the cnadler86/micropython-camera-API "
+            "repository next to the MicroPython checkout, or set CAMERA_API_DIR=path/to/it"
+            % where)
+
+    idf_path = env.get("IDF_PATH")
+    if not idf_path:
+        missing.append(
+            "ESP-IDF is not set up in this shell (IDF_PATH is unset): install the ESP-IDF "
+            "version named in %s, then run `source path/to/esp-idf/export.sh` and this "
+            "command again in the same shell"
+            % (os.path.join(micropython_dir, "ports", "esp32", "README.md") if mp_ok
+               else "MicroPython's ports/esp32/README.md"))
+    elif not os.path.isdir(idf_path):
+        missing.append("IDF_PATH is %s, which does not exist: run `source "
+                       "path/to/esp-idf/export.sh` again" % idf_path)
+    elif not shutil.which("idf.py", path=env.get("PATH", "")):
+        missing.append("idf.py was not found on PATH although IDF_PATH is %s: run "
+                       "`source %s` in this shell first"
+                       % (idf_path, os.path.join(idf_path, "export.sh")))
+    if mp_ok and idf_path and os.path.isdir(idf_path) and not _has_camera_driver(micropython_dir, idf_path):
+        missing.append(
+            "the esp32-camera driver (an ESP-IDF component) is missing: clone the "
+            "espressif/esp32-camera repository into %s, or add `espressif/esp32-camera` "
+            "to the dependencies in %s"
+            % (os.path.join(idf_path, "components") + os.sep,
+               os.path.join(micropython_dir, "ports", "esp32", "main", "idf_component.yml")))
+    if missing:
+        raise ToolError("cannot build the %s firmware yet:\n" % board["id"]
+                        + "\n".join("  - " + m for m in missing))
+    return micropython_dir, camera_dir, cmake
+
+
+def write_usermod(board, cmake, out):
+    """Write the user C module file the build is given.
+
+    It selects the board's camera model, pulls in the camera module and then
+    names ``firmware/manifest.py`` as the frozen manifest (some camera module
+    releases set their own, which would otherwise replace ours).
+    """
+    fw = board.get("firmware") or {}
+    lines = ["# Written by `python -m tools firmware --board %s`; do not edit." % board["id"]]
+    if fw.get("camera_model"):
+        lines.append("set(MICROPY_CAMERA_MODEL %s)" % fw["camera_model"])
+    lines.append('include("%s")' % cmake.replace("\\", "/"))
+    lines.append('set(MICROPY_FROZEN_MANIFEST "%s")' % MANIFEST.replace("\\", "/"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return out
+
+
+def build_commands(board, micropython_dir, usermod):
+    """The commands that build the board's firmware in ``micropython_dir``.
+
+    Returns ``(commands, image)``: argv lists to run in order, and where the
+    merged firmware image ends up.
+    """
+    port_board, variant = PORT_BOARDS[board["chip"]]
+    port_dir = os.path.join(micropython_dir, "ports", "esp32")
+    build = "build-camwatch-" + board["id"]
+    cmds = []
+    if not os.path.isfile(os.path.join(micropython_dir, "mpy-cross", "build", "mpy-cross")):
+        cmds.append(["make", "-C", os.path.join(micropython_dir, "mpy-cross")])
+    port_args = ["make", "-C", port_dir, "BOARD=" + port_board, "BOARD_VARIANT=" + variant,
+                 "BUILD=" + build]
+    berkeley = os.path.join(micropython_dir, "lib", "berkeley-db-1.xx")
+    if not (os.path.isdir(berkeley) and os.listdir(berkeley)):
+        cmds.append(port_args + ["submodules"])
+    cmds.append(port_args + ["FROZEN_MANIFEST=" + MANIFEST, "USER_C_MODULES=" + usermod])
+    return cmds, os.path.join(port_dir, build, "firmware.bin")
+
+
+def build_firmware(board_id, micropython_dir, camera_dir=None, env=None, dry_run=False, log=print):
+    """Build a full MicroPython firmware for ``board_id`` with the app frozen in.
+
+    micropython_dir: the MicroPython checkout (MICROPY_DIR). camera_dir: the
+    micropython-camera-API checkout (default: CAMERA_API_DIR, else next to
+    the MicroPython checkout). env: the environment to check and build with
+    (default os.environ). dry_run: print the build commands, run nothing.
+
+    The image is copied to ``build/<board>/firmware.bin``; returns its path.
+    """
+    from tools import build
+
+    board = boards.get(board_id)
+    env = dict(os.environ if env is None else env)
+    micropython_dir, camera_dir, cmake = check_build_env(board, micropython_dir, camera_dir, env)
+    usermod = os.path.join(build.build_dir(board_id), "firmware", "camwatch_usermod.cmake")
+    cmds, image = build_commands(board, micropython_dir, usermod)
+    out = os.path.join(build.build_dir(board_id), "firmware.bin")
+    if dry_run:
+        log("dry run: `firmware` would stage Microdot in %s, write %s and run:"
+            % (_rel(FROZEN_DIR), _rel(usermod)))
+        for cmd in cmds:
+            log("  " + shlex.join(cmd))
+        return out
+    stage_frozen(log=log)
+    write_usermod(board, cmake, usermod)
+    for name in _OUR_MAKE_VARS:
+        env.pop(name, None)
+    for cmd in cmds:
+        log("firmware: " + shlex.join(cmd))
+        proc = subprocess.run(cmd, env=env)
+        if proc.returncode != 0:
+            raise ToolError("the MicroPython build failed (exit status %d) in `%s`; its output "
+                            "above says why. A clean start often helps: make -C %s BOARD=%s "
+                            "BUILD=build-camwatch-%s clean"
+                            % (proc.returncode, shlex.join(cmd),
+                               os.path.join(micropython_dir, "ports", "esp32"),
+                               PORT_BOARDS[board["chip"]][0], board_id))
+    if not os.path.isfile(image):
+        raise ToolError("the build finished but left no %s; check its output above" % image)
+    shutil.copyfile(image, out)
+    from tools import flash
+    flash.check_image(out, board)
+    log("firmware: %s (%d bytes). Flash it with: make flash BOARD=%s FIRMWARE=%s PORT=/dev/ttyUSB0"
+        % (_rel(out), os.path.getsize(out), board_id, _rel(out)))
+    return out
