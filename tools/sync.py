@@ -10,9 +10,10 @@ import os
 import shutil
 
 # Board files a deploy never removes although the build does not have them:
-# the user's settings and anything the app keeps under /data.
+# the user's settings, anything the app keeps under /data, and the virtual
+# board's control files.
 PRESERVE_FILES = ("/settings.json",)
-PRESERVE_DIRS = ("/data/", "/.staging/")
+PRESERVE_DIRS = ("/data/", "/.staging/", "/.vboard/")
 
 
 def preserved(path):

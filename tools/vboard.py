@@ -212,6 +212,22 @@ class VirtualBoard:
         raise TimeoutError("the virtual board did not answer %s%s within %ss (%s); console:\n%s"
                            % (self.url, path, timeout, last, self.console()[-800:]))
 
+    def wifi_drop(self, seconds):
+        """Make the board's (fake) Wi-Fi drop for ``seconds``, then come back.
+
+        The firmware sees its station disconnect: it stops serving and closes
+        every stream, as a board whose network went away, and serves again
+        once it has rejoined.
+        """
+        flag = os.path.join(self.flash, ".vboard", "wifi-down")
+        os.makedirs(os.path.dirname(flag), exist_ok=True)
+        with open(flag, "w") as f:
+            f.write("down\n")
+        timer = threading.Timer(seconds, lambda: os.path.exists(flag) and os.remove(flag))
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def alive(self):
         return self._proc is not None and self._proc.poll() is None
 

@@ -1,0 +1,112 @@
+# Settings on the MicroPython VM: defaults, validation, atomic saves.
+import json
+import os
+
+from camwatch.settings import DEFAULTS, Settings, SettingsError, password_hash
+
+PATH = "/tmp/camwatch-test-settings.json"
+
+
+def _fresh(content=None):
+    for p in (PATH, PATH + ".new"):
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+    if content is not None:
+        with open(PATH, "w") as f:
+            f.write(content)
+    return Settings(PATH)
+
+
+def test_missing_file_gives_defaults_without_warnings():
+    s = _fresh()
+    assert s.load() == []
+    assert s["telemetry_s"] == DEFAULTS["telemetry_s"]
+
+
+def test_corrupt_file_is_reported_and_defaults_used():
+    s = _fresh('{"telemetry_s": 9,')
+    warnings = s.load()
+    assert warnings == ["settings file is corrupt; using defaults"]
+    assert s["telemetry_s"] == DEFAULTS["telemetry_s"]
+
+
+def test_bad_values_are_reported_one_by_one_and_good_ones_kept():
+    s = _fresh(json.dumps({"telemetry_s": 9, "sensitivity": 500, "nonsense": 1}))
+    warnings = s.load()
+    assert s["telemetry_s"] == 9
+    assert s["sensitivity"] == DEFAULTS["sensitivity"]
+    assert len(warnings) == 2
+    assert "sensitivity" in warnings[0] or "sensitivity" in warnings[1]
+
+
+def test_update_validates_everything_before_changing_anything():
+    s = _fresh()
+    s.load()
+    try:
+        s.update({"telemetry_s": 7, "sensitivity": 0})
+        raise AssertionError("accepted sensitivity 0")
+    except SettingsError as exc:
+        assert exc.field == "sensitivity"
+        assert exc.reason == "must be between 1 and 100"
+    assert s["telemetry_s"] == DEFAULTS["telemetry_s"]
+    try:
+        os.stat(PATH)
+        raise AssertionError("a refused update wrote the file")
+    except OSError:
+        pass
+
+
+def test_update_saves_atomically_and_returns_what_changed():
+    s = _fresh()
+    s.load()
+    assert s.update({"telemetry_s": 7, "sensitivity": DEFAULTS["sensitivity"]}) == ["telemetry_s"]
+    with open(PATH) as f:
+        assert json.load(f)["telemetry_s"] == 7
+    try:
+        os.stat(PATH + ".new")
+        raise AssertionError("temporary file left behind")
+    except OSError:
+        pass
+    again = Settings(PATH)
+    assert again.load() == [] and again["telemetry_s"] == 7
+
+
+def test_types_are_checked():
+    s = _fresh()
+    for key, value, reason in (("telemetry_s", "5", "must be a whole number"),
+                               ("telemetry_s", True, "must be a whole number"),
+                               ("hostname", "", "must be 1 to 32 characters"),
+                               ("mask", [[1, 2, 3]], "each entry must be [x, y, w, h] of whole numbers >= 0"),
+                               ("bogus", 1, "unknown setting")):
+        try:
+            s.update({key: value})
+            raise AssertionError("accepted %s=%r" % (key, value))
+        except SettingsError as exc:
+            assert (exc.field, exc.reason) == (key, reason), (exc.field, exc.reason)
+
+
+def test_secrets_are_never_public_and_not_writable_from_the_page():
+    s = _fresh(json.dumps({"wifi_password": "hunter2", "admin_salt": "ab",
+                           "admin_hash": password_hash("ab", "letmein")}))
+    s.load()
+    public = s.public()
+    for key in ("wifi_password", "admin_hash", "admin_salt", "ap_password"):
+        assert key not in public
+    assert public["admin_password_set"] is True
+    assert s.check_password("letmein")
+    assert not s.check_password("letmein ")
+    assert not s.check_password(None)
+    try:
+        s.update({"admin_hash": "0" * 64})
+        raise AssertionError("admin hash writable")
+    except SettingsError as exc:
+        assert exc.field == "admin_hash"
+
+
+def test_no_admin_password_means_no_writes():
+    s = _fresh()
+    s.load()
+    assert not s.check_password("")
+    assert not s.check_password("anything")
