@@ -84,3 +84,18 @@ def mpremote(*args, timeout=60):
     """Run the real mpremote CLI; return the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "mpremote"] + list(args),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def write_settings(flash, **values):
+    """Write settings.json into a virtual board's flash folder. An
+    ``admin_password`` is stored salted and hashed, as `make deploy` does."""
+    from tools.deploy import admin_hash
+
+    password = values.pop("admin_password", None)
+    if password:
+        values["admin_salt"], values["admin_hash"] = admin_hash(password)
+    path = os.path.join(str(flash), "settings.json")
+    with open(path, "w") as f:
+        import json
+        json.dump(values, f)
+    return path

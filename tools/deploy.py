@@ -73,6 +73,16 @@ _rm(%r)
 del _rm
 """
 
+# Runs on the board: print the admin password's salt, if one is set.
+_READ_SALT = """\
+import json
+try:
+    with open('settings.json') as f:
+        print(json.load(f).get('admin_salt') or '')
+except (OSError, ValueError):
+    print('')
+"""
+
 # Runs on the board: merge values into /settings.json, written atomically.
 _PROVISION = """\
 import json, os
@@ -178,10 +188,19 @@ def load_secrets(path=SECRETS_FILE, interactive=None):
     return data
 
 
-def provision(t, secrets, log=print):
-    """Write Wi-Fi and admin secrets into the board's /settings.json.
+def admin_hash(password, salt=None):
+    """``(salt, hash)`` for the admin password, as the board checks it:
+    hex sha256 of salt + password, with a random salt unless one is given."""
+    salt = salt or os.urandom(8).hex()
+    return salt, hashlib.sha256((salt + password).encode()).hexdigest()
 
-    The admin password is stored as a salted sha256, never in clear.
+
+def provision(t, secrets, log=print):
+    """Write Wi-Fi and admin secrets into the board's settings.json.
+
+    The admin password is stored as a salted sha256, never in clear; the
+    board's existing salt is kept, so an unchanged password leaves the file
+    untouched.
     """
     values = {}
     if "wifi_ssid" in secrets:
@@ -189,13 +208,14 @@ def provision(t, secrets, log=print):
     if "wifi_password" in secrets:
         values["wifi_password"] = secrets["wifi_password"]
     if secrets.get("admin_password"):
-        salt = hashlib.sha256(("camwatch:" + secrets["admin_password"]).encode()).hexdigest()[:16]
-        values["admin_salt"] = salt
-        values["admin_hash"] = hashlib.sha256((salt + secrets["admin_password"]).encode()).hexdigest()
+        salt = _exec(t, _READ_SALT).strip() or None
+        values["admin_salt"], values["admin_hash"] = admin_hash(secrets["admin_password"], salt)
     result = _exec(t, _PROVISION % json.dumps(values)).strip()
+    names = sorted(k for k in values if not k.startswith("admin_"))
+    if "admin_hash" in values:
+        names.append("admin_password")
     log("provision: %s (%s)" % ("settings written" if result == "changed" else "settings unchanged",
-                                ", ".join(sorted(k for k in values if "hash" not in k and "salt" not in k)
-                                          + (["admin_password"] if "admin_hash" in values else []))))
+                                ", ".join(names)))
 
 
 def _write(t, path, data, progress):
