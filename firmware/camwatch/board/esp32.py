@@ -1,24 +1,89 @@
 """The ESP32 board layer: camera, WLAN, watchdog, LEDs on real hardware."""
 
+import gc
+
+import esp32
 import machine
 import network
 
 
+class WiFi:
+    """Station and access point through ``network.WLAN``."""
+
+    def __init__(self):
+        self.sta = network.WLAN(network.STA_IF)
+        self.ap = network.WLAN(network.AP_IF)
+
+    def mac_suffix(self):
+        mac = self.sta.config("mac")
+        return "%02x%02x" % (mac[-2], mac[-1])
+
+    def connect(self, ssid, password, hostname):
+        try:
+            network.hostname(hostname)  # mDNS name, answered in station mode
+        except (AttributeError, ValueError):
+            pass
+        self.sta.active(True)
+        try:
+            self.sta.disconnect()
+        except OSError:
+            pass
+        self.sta.connect(ssid, password)
+
+    def disconnect(self):
+        try:
+            self.sta.disconnect()
+        except OSError:
+            pass
+
+    def isconnected(self):
+        return self.sta.isconnected()
+
+    def ip(self):
+        return self.sta.ifconfig()[0]
+
+    def rssi(self):
+        try:
+            return self.sta.status("rssi") if self.sta.isconnected() else None
+        except (OSError, ValueError):
+            return None
+
+    def start_ap(self, essid, password):
+        self.ap.active(True)
+        if password:
+            self.ap.config(essid=essid, password=password, authmode=network.AUTH_WPA2_PSK)
+        else:
+            self.ap.config(essid=essid, authmode=network.AUTH_OPEN)
+        return self.ap.ifconfig()[0]
+
+    def stop_ap(self):
+        self.ap.active(False)
+
+    def ap_active(self):
+        return self.ap.active()
+
+
 class Board:
     platform = "esp32"
+    settings_overrides = {}
 
     def __init__(self, info):
         self.info = info
-        self.wlan = network.WLAN(network.STA_IF)
+        self.wifi = WiFi()
+        self._wdt = None
+        self._leds = {}
+        for name, led in (info.get("leds") or {}).items():
+            self._leds[name] = (machine.Pin(led["pin"], machine.Pin.OUT), led["active_high"])
+            self.led(name, False)
 
     def http_bind(self, port):
         return ("0.0.0.0", port)
 
-    def address(self):
-        for iface in (self.wlan, network.WLAN(network.AP_IF)):
-            if iface.active() and iface.isconnected() or iface is not self.wlan and iface.active():
-                return iface.ifconfig()[0]
-        return "0.0.0.0"
+    def camera(self):
+        """The board's camera (raises OSError when it does not answer)."""
+        from camwatch.board.esp32_camera import Camera
+
+        return Camera(self.info["camera"])
 
     def reset_cause(self):
         causes = {
@@ -29,3 +94,35 @@ class Board:
             machine.SOFT_RESET: "soft",
         }
         return causes.get(machine.reset_cause(), "unknown")
+
+    def temperature(self):
+        """Chip temperature: degrees C on the S3; the raw sensor value (degrees
+        F, uncalibrated) on the original ESP32, where that is all there is."""
+        if hasattr(esp32, "mcu_temperature"):
+            return esp32.mcu_temperature()
+        if hasattr(esp32, "raw_temperature"):
+            return esp32.raw_temperature()
+        return None
+
+    def heap_largest_free(self):
+        """Largest free block of the IDF data heaps (the MicroPython heap has
+        no such figure)."""
+        try:
+            return max(h[2] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
+        except (AttributeError, ValueError):
+            return None
+
+    def start_watchdog(self, timeout_ms):
+        self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def feed_watchdog(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def led(self, name, on):
+        pin = self._leds.get(name)
+        if pin is not None:
+            pin[0].value(1 if on == pin[1] else 0)
+
+    def collect(self):
+        gc.collect()
