@@ -8,10 +8,12 @@ download fails it says which URL to fetch by hand and where to put it.
 
 Frozen build (``make firmware MICROPY_DIR=...``): ``build_firmware()`` runs the
 ESP32 port's own build in a MicroPython checkout with ``firmware/manifest.py``
-as the frozen manifest (the app package, ``lib/`` and the pinned Microdot
-modules) and the camera user C module (the micropython-camera-API
-repository, found next to the checkout or at ``CAMERA_API_DIR``). It needs
-ESP-IDF set up in the shell; whatever is missing is listed with how to get it.
+as the frozen manifest and the camera user C module (the micropython-camera-API
+repository, found next to the checkout or at ``CAMERA_API_DIR``). What is
+frozen is what ``make build`` ships for the board (the app package, ``lib/``
+and the pinned Microdot modules; boot.py and main.py stay files), staged in
+``build/frozen/`` for the manifest. It needs ESP-IDF set up in the shell;
+whatever is missing is listed with how to get it.
 """
 
 import glob
@@ -28,8 +30,8 @@ from tools import ROOT, ToolError, boards
 
 CACHE_DIR = os.path.join(ROOT, ".cache", "firmware")
 MANIFEST = os.path.join(ROOT, "firmware", "manifest.py")
-# firmware/manifest.py freezes Microdot from here (relative path
-# ../build/frozen/microdot); build_firmware() copies the pinned modules in.
+# firmware/manifest.py freezes what is here (relative path ../build/frozen);
+# build_firmware() stages the board's modules in first.
 FROZEN_DIR = os.path.join(ROOT, "build", "frozen")
 # The MicroPython board and variant each chip is built as (PSRAM enabled:
 # the camera driver needs it). ESP32-S3 camera boards carry octal PSRAM.
@@ -198,22 +200,47 @@ def fetch(board, url=None, cache=None, timeout=30, stream=None, log=print):
 
 # ------------------------------------------------------------ frozen build
 
-def stage_frozen(log=print):
-    """Copy the pinned Microdot modules where ``firmware/manifest.py`` freezes them from.
+def frozen_sources(board):
+    """The modules a frozen firmware for ``board`` holds: ``[(source, target), ...]``.
 
-    Only the modules the app ships (``tools.build.MICRODOT_MODULES``) go in.
-    Returns the staged package folder.
+    The same selection ``tools.build`` compiles for the board: the app in
+    ``firmware/`` (minus boot.py, main.py, host-only files and the other
+    chips' board layer), every module of ``lib/``, and the Microdot modules
+    the app imports from the pinned package. ``target`` is the module's path
+    on the board's import path, e.g. ``camwatch/app.py``, ``microdot/sse.py``.
     """
     from tools import build
 
-    src = build.microdot_dir()
-    dst = os.path.join(FROZEN_DIR, "microdot")
-    if os.path.isdir(dst):
-        shutil.rmtree(dst)
-    os.makedirs(dst)
+    found = []
+    for src in build._python_files(build.FIRMWARE_DIR):
+        rel = os.path.relpath(src, build.FIRMWARE_DIR)
+        if rel in build.HOST_ONLY or rel in build.SOURCE_FILES:
+            continue
+        if board["chip"] not in build.BOARD_LAYER.get(rel, (board["chip"],)):
+            continue
+        found.append((src, rel.replace(os.sep, "/")))
+    for src in build._python_files(build.LIB_DIR):
+        found.append((src, os.path.relpath(src, build.LIB_DIR).replace(os.sep, "/")))
+    mdir = build.microdot_dir()
     for name in build.MICRODOT_MODULES:
-        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
-    return dst
+        found.append((os.path.join(mdir, name), "microdot/" + name))
+    return found
+
+
+def stage_frozen(board, log=print):
+    """Copy the board's frozen modules into ``build/frozen/``, where the manifest reads them.
+
+    ``firmware/manifest.py`` freezes that tree as it is; returns its path.
+    """
+    if os.path.isdir(FROZEN_DIR):
+        shutil.rmtree(FROZEN_DIR)
+    sources = frozen_sources(board)
+    for src, target in sources:
+        dst = os.path.join(FROZEN_DIR, *target.split("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(src, dst)
+    log("firmware: %d modules staged for freezing in %s" % (len(sources), _rel(FROZEN_DIR)))
+    return FROZEN_DIR
 
 
 def camera_cmake(camera_dir):
@@ -377,12 +404,12 @@ def build_firmware(board_id, micropython_dir, camera_dir=None, env=None, dry_run
     cmds, image = build_commands(board, micropython_dir, usermod)
     out = os.path.join(build.build_dir(board_id), "firmware.bin")
     if dry_run:
-        log("dry run: `firmware` would stage Microdot in %s, write %s and run:"
+        log("dry run: `firmware` would stage the app's modules in %s, write %s and run:"
             % (_rel(FROZEN_DIR), _rel(usermod)))
         for cmd in cmds:
             log("  " + shlex.join(cmd))
         return out
-    stage_frozen(log=log)
+    stage_frozen(board, log=log)
     write_usermod(board, cmake, usermod)
     for name in _OUR_MAKE_VARS:
         env.pop(name, None)
