@@ -157,6 +157,7 @@ def fake_idf(tmp_path, with_camera_driver=True):
     if with_camera_driver:
         (idf / "components" / "esp32-camera").mkdir()
     executable(tmp_path / "bin" / "idf.py", "#!/bin/sh\nexit 0\n")
+    executable(tmp_path / "bin" / "make", "#!/bin/sh\nexit 0\n")
     return {"IDF_PATH": str(idf), "PATH": str(tmp_path / "bin")}
 
 
@@ -213,6 +214,16 @@ def test_idf_path_set_but_idf_py_not_on_path(tmp_path):
     msg = missing("esp32cam", str(mp), env=env)
     assert "idf.py was not found on PATH although IDF_PATH is %s" % env["IDF_PATH"] in msg
     assert "source %s" % os.path.join(env["IDF_PATH"], "export.sh") in msg
+
+
+def test_make_missing(tmp_path):
+    mp = fake_micropython(tmp_path, built=True)
+    fake_camera_module(tmp_path / "micropython-camera-API")
+    env = fake_idf(tmp_path)
+    (tmp_path / "bin" / "make").unlink()
+    msg = missing("esp32cam", str(mp), env=env)
+    assert "make was not found on PATH" in msg and "build-essential" in msg
+    assert msg.count("\n  - ") == 1
 
 
 def test_idf_unset_names_the_ports_readme(tmp_path):

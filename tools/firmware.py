@@ -44,8 +44,8 @@ CAMERA_API_NAME = "micropython-camera-API"
 _OUR_MAKE_VARS = ("BOARD", "BOARD_VARIANT", "BUILD", "PORT", "FIRMWARE")
 
 
-def _rel(path):
-    """``path`` relative to the current directory when that is shorter."""
+def shortpath(path):
+    """``path`` relative to the current directory, unless that climbs out of it."""
     rel = os.path.relpath(path)
     return rel if not rel.startswith(".." + os.sep + "..") else path
 
@@ -53,8 +53,8 @@ def _rel(path):
 def _camera_firmware(board):
     fw = board.get("firmware")
     if not fw:
-        raise ToolError("board %s has no camera firmware in boards.json; pass FIRMWARE=path/to/firmware.bin"
-                        % board["id"])
+        raise ToolError("board %s has no camera firmware in boards.json; pass "
+                        "FIRMWARE=path/to/firmware.bin" % board["id"])
     return fw
 
 
@@ -96,7 +96,8 @@ class Progress:
         self.done = 0
         self.shown = -1
         if not self.tty:
-            self._write("downloading %s (%s)\n" % (name, _human(total) if total else "size unknown"))
+            size = _human(total) if total else "size unknown"
+            self._write("downloading %s (%s)\n" % (name, size))
 
     def _write(self, text):
         self.stream.write(text)
@@ -111,12 +112,14 @@ class Progress:
             return
         self.shown = pct
         if self.total:
-            self._write("\rdownloading %s: %s / %s (%d%%)" % (self.name, _human(self.done), _human(self.total), pct))
+            self._write("\rdownloading %s: %s / %s (%d%%)"
+                        % (self.name, _human(self.done), _human(self.total), pct))
         else:
             self._write("\rdownloading %s: %s" % (self.name, _human(self.done)))
 
     def finish(self):
-        self._write(("\r" if self.tty else "") + "downloaded %s: %s\n" % (self.name, _human(self.done)))
+        start = "\r" if self.tty else ""
+        self._write(start + "downloaded %s: %s\n" % (self.name, _human(self.done)))
 
 
 def _offline_error(board, url, where, reason):
@@ -128,7 +131,7 @@ def _offline_error(board, url, where, reason):
         "and put %s (or the %s inside it) in\n"
         "  %s\n"
         "then run the same command again; or pass FIRMWARE=path/to/%s (--firmware)."
-        % (board["id"], reason, url, fw["asset"], fw["file"], _rel(where) + os.sep, fw["file"])
+        % (board["id"], reason, url, fw["asset"], fw["file"], shortpath(where) + os.sep, fw["file"])
     )
 
 
@@ -140,15 +143,15 @@ def _extract(board, zip_path, out):
             members = [m for m in z.namelist() if os.path.basename(m) == fw["file"]]
             if not members:
                 raise ToolError("%s holds no %s (it has: %s); delete it and download %s again"
-                                % (_rel(zip_path), fw["file"], ", ".join(z.namelist()) or "nothing",
-                                   fw["url"]))
+                                % (shortpath(zip_path), fw["file"],
+                                   ", ".join(z.namelist()) or "nothing", fw["url"]))
             tmp = out + ".part"
             with z.open(sorted(members, key=len)[0]) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             os.replace(tmp, out)
     except zipfile.BadZipFile:
         raise ToolError("%s is not a valid zip (an interrupted download?); delete it and run again"
-                        % _rel(zip_path))
+                        % shortpath(zip_path))
     return out
 
 
@@ -170,7 +173,7 @@ def fetch(board, url=None, cache=None, timeout=30, stream=None, log=print):
     image = os.path.join(where, fw["file"])
     zip_path = os.path.join(where, fw["asset"])
     if os.path.isfile(image):
-        log("firmware: using %s (delete it to download the latest again)" % _rel(image))
+        log("firmware: using %s (delete it to download the latest again)" % shortpath(image))
         return image
     os.makedirs(where, exist_ok=True)
     if not os.path.isfile(zip_path):
@@ -194,7 +197,7 @@ def fetch(board, url=None, cache=None, timeout=30, stream=None, log=print):
             raise _offline_error(board, url, where, reason)
         os.replace(part, zip_path)
     _extract(board, zip_path, image)
-    log("firmware: %s from %s" % (_rel(image), fw["asset"]))
+    log("firmware: %s from %s" % (shortpath(image), fw["asset"]))
     return image
 
 
@@ -239,7 +242,7 @@ def stage_frozen(board, log=print):
         dst = os.path.join(FROZEN_DIR, *target.split("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copyfile(src, dst)
-    log("firmware: %d modules staged for freezing in %s" % (len(sources), _rel(FROZEN_DIR)))
+    log("firmware: %d modules staged for freezing in %s" % (len(sources), shortpath(FROZEN_DIR)))
     return FROZEN_DIR
 
 
@@ -277,7 +280,7 @@ def check_build_env(board, micropython_dir, camera_dir=None, env=None):
     if board["chip"] not in PORT_BOARDS:
         raise ToolError("board %s (%s) runs no ESP32 firmware; pick an ESP32 board "
                         "(`python -m tools boards` lists them)" % (board["id"], board["name"]))
-    port_board, variant = PORT_BOARDS[board["chip"]]
+    port_board = PORT_BOARDS[board["chip"]][0]
     missing = []
     mp_ok = False
     if not micropython_dir:
@@ -295,7 +298,8 @@ def check_build_env(board, micropython_dir, camera_dir=None, env=None):
             missing.append("%s is not a MicroPython checkout (no ports/esp32/Makefile or "
                            "py/mkrules.mk); MICROPY_DIR must be the top folder of a clone of "
                            "the micropython/micropython repository" % micropython_dir)
-        elif not os.path.isdir(os.path.join(micropython_dir, "ports", "esp32", "boards", port_board)):
+        elif not os.path.isdir(os.path.join(micropython_dir, "ports", "esp32", "boards",
+                                            port_board)):
             missing.append("%s has no ports/esp32/boards/%s: check out MicroPython v1.24 or "
                            "later (git -C %s checkout <release tag>)"
                            % (micropython_dir, port_board, shlex.quote(micropython_dir)))
@@ -303,8 +307,9 @@ def check_build_env(board, micropython_dir, camera_dir=None, env=None):
             mp_ok = True
 
     if camera_dir is None:
-        camera_dir = env.get("CAMERA_API_DIR") or (
-            os.path.join(os.path.dirname(micropython_dir), CAMERA_API_NAME) if micropython_dir else None)
+        camera_dir = env.get("CAMERA_API_DIR") or None
+    if camera_dir is None and micropython_dir:
+        camera_dir = os.path.join(os.path.dirname(micropython_dir), CAMERA_API_NAME)
     cmake = None
     if camera_dir:
         camera_dir = os.path.abspath(camera_dir)
@@ -332,7 +337,11 @@ def check_build_env(board, micropython_dir, camera_dir=None, env=None):
         missing.append("idf.py was not found on PATH although IDF_PATH is %s: run "
                        "`source %s` in this shell first"
                        % (idf_path, os.path.join(idf_path, "export.sh")))
-    if mp_ok and idf_path and os.path.isdir(idf_path) and not _has_camera_driver(micropython_dir, idf_path):
+    if not shutil.which("make", path=env.get("PATH", "")):
+        missing.append("make was not found on PATH: install the host build tools (on Debian "
+                       "or Ubuntu: sudo apt-get install build-essential)")
+    idf_ok = bool(idf_path) and os.path.isdir(idf_path)
+    if mp_ok and idf_ok and not _has_camera_driver(micropython_dir, idf_path):
         missing.append(
             "the esp32-camera driver (an ESP-IDF component) is missing: clone the "
             "espressif/esp32-camera repository into %s, or add `espressif/esp32-camera` "
@@ -405,7 +414,7 @@ def build_firmware(board_id, micropython_dir, camera_dir=None, env=None, dry_run
     out = os.path.join(build.build_dir(board_id), "firmware.bin")
     if dry_run:
         log("dry run: `firmware` would stage the app's modules in %s, write %s and run:"
-            % (_rel(FROZEN_DIR), _rel(usermod)))
+            % (shortpath(FROZEN_DIR), shortpath(usermod)))
         for cmd in cmds:
             log("  " + shlex.join(cmd))
         return out
@@ -415,7 +424,10 @@ def build_firmware(board_id, micropython_dir, camera_dir=None, env=None, dry_run
         env.pop(name, None)
     for cmd in cmds:
         log("firmware: " + shlex.join(cmd))
-        proc = subprocess.run(cmd, env=env)
+        try:
+            proc = subprocess.run(cmd, env=env)
+        except OSError as exc:
+            raise ToolError("could not run `%s`: %s" % (shlex.join(cmd), exc))
         if proc.returncode != 0:
             raise ToolError("the MicroPython build failed (exit status %d) in `%s`; its output "
                             "above says why. A clean start often helps: make -C %s BOARD=%s "
@@ -429,5 +441,5 @@ def build_firmware(board_id, micropython_dir, camera_dir=None, env=None, dry_run
     from tools import flash
     flash.check_image(out, board)
     log("firmware: %s (%d bytes). Flash it with: make flash BOARD=%s FIRMWARE=%s PORT=/dev/ttyUSB0"
-        % (_rel(out), os.path.getsize(out), board_id, _rel(out)))
+        % (shortpath(out), os.path.getsize(out), board_id, shortpath(out)))
     return out

@@ -15,14 +15,10 @@ import sys
 import zipfile
 
 from tools import ToolError, boards
+from tools import firmware as fwtool
 
 ESP_IMAGE_MAGIC = 0xE9
 _SIZES = {"4MB": 4 << 20, "8MB": 8 << 20, "16MB": 16 << 20}
-
-
-def _rel(path):
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith(".." + os.sep + "..") else path
 
 
 def _flash_info(board):
@@ -67,7 +63,8 @@ def check_image(path, board):
         raise ToolError("firmware file %s not found; check the path, or leave FIRMWARE unset "
                         "to download the board's camera firmware" % path)
     if not os.path.isfile(path):
-        raise ToolError("firmware %s is a folder, not a file; pass the firmware .bin inside it" % path)
+        raise ToolError("firmware %s is a folder, not a file; pass the firmware .bin inside it"
+                        % path)
     if zipfile.is_zipfile(path):
         raise ToolError("%s is a zip archive; unzip it and pass the firmware.bin inside it "
                         "(FIRMWARE=path/to/firmware.bin)" % path)
@@ -81,8 +78,8 @@ def check_image(path, board):
         raise ToolError(
             "%s starts with %#x bytes of 0xFF padding: it was merged to be written at 0x0, "
             "but the %s takes its firmware at %s. Use an image merged for %s (esptool merge-bin "
-            "--target-offset %s) or the release's firmware.bin" % (path, offset, what, info["offset"],
-                                                                  info["offset"], info["offset"]))
+            "--target-offset %s) or the release's firmware.bin"
+            % (path, offset, what, info["offset"], info["offset"], info["offset"]))
     try:
         image = LoadFirmwareImage(chip, data)
     except Exception as exc:  # esptool raises FatalError, RuntimeError or struct errors
@@ -192,8 +189,6 @@ def flash(board_id, port=None, firmware=None, baud=None, erase=True, dry_run=Fal
     firmware from and keep it (see ``tools.firmware.fetch``). list_ports: a
     callable returning the serial ports (default pyserial's list).
     """
-    from tools import firmware as fwtool
-
     board = boards.get(board_id)
     _flash_info(board)
     if firmware:
@@ -207,12 +202,17 @@ def flash(board_id, port=None, firmware=None, baud=None, erase=True, dry_run=Fal
             firmware = download = fwtool.cached_image(board, cache)
         else:
             firmware = fwtool.fetch(board, url=url, cache=cache, log=log)
-            what = check_image(firmware, board)
+            try:
+                what = check_image(firmware, board)
+            except ToolError as exc:
+                raise ToolError("%s\n(%s came from the download cache: delete it to download it "
+                                "again)" % (exc, fwtool.shortpath(firmware)))
     cmds = esptool_commands(board, port, firmware, baud=baud, erase=erase)
     if dry_run:
         if download:
+            where = fwtool.shortpath(os.path.dirname(download)) + os.sep
             log("dry run: would download %s into %s first"
-                % (url or board["firmware"]["url"], _rel(os.path.dirname(download)) + os.sep))
+                % (url or board["firmware"]["url"], where))
         else:
             log("dry run: %s checked (%s)" % (firmware, what))
         log("dry run: these are the esptool commands `flash` would run:")
@@ -220,8 +220,8 @@ def flash(board_id, port=None, firmware=None, baud=None, erase=True, dry_run=Fal
             log("  " + shlex.join(cmd))
         return cmds
     log("flash: %s (%s): writing %s (%s) at %s through %s at %s baud"
-        % (board_id, board["name"], _rel(firmware), what, board["flash"]["offset"], port,
-           baud or board["flash"]["baud"]))
+        % (board_id, board["name"], fwtool.shortpath(firmware), what, board["flash"]["offset"],
+           port, baud or board["flash"]["baud"]))
     for i, cmd in enumerate(cmds):
         log("flash: " + shlex.join(cmd))
         _run(cmd, erased=erase and i > 0)
