@@ -1,0 +1,332 @@
+// camwatch dashboard: wires the event stream to the panels.
+
+import { $, setText, clock, duration, num, kb, getJSON, Spark } from "./ui.js";
+import { Stream } from "./stream.js";
+import { EventLog } from "./log.js";
+
+const log = new EventLog($("log-list"), $("paused-note"));
+
+// ---- connection -------------------------------------------------------------
+
+const conn = $("conn");
+const connText = $("conn-text");
+const ageEl = $("age");
+
+function showConnection() {
+  const st = stream.state;
+  const left = stream.retryAt ? Math.ceil((stream.retryAt - Date.now()) / 1000) : 0;
+  const when = left > 0 ? " in " + left + " s" : "…";
+  let text;
+  if (st === "live") text = "Live";
+  else if (st === "stale") text = "Live, but quiet";
+  else if (st === "reconnecting") text = "Reconnecting" + when;
+  else if (st === "busy") text = "Device busy, retrying" + when;
+  else if (st === "offline") text = "Offline, retrying" + when;
+  else text = "Connecting…";
+  conn.dataset.state = st;
+  setText(connText, text);
+  const at = stream.lastEventAt;
+  setText(ageEl, at ? duration((Date.now() - at) / 1000) + " ago" : "never");
+  ageEl.dataset.old = at && Date.now() - at > stream.staleMs ? "1" : "0";
+}
+
+// ---- board status -----------------------------------------------------------
+
+const facts = {
+  board: $("s-board"), version: $("s-version"), uptime: $("s-uptime"), streams: $("s-streams"),
+  wifi: $("s-wifi"), camera: $("s-camera"), heapmin: $("s-heapmin"), events: $("s-events"),
+};
+let uptime = null; // [uptime_s, when we learnt it]
+
+function setUptime(s) {
+  if (typeof s === "number") uptime = [s, Date.now()];
+}
+
+function showUptime() {
+  if (uptime) setText(facts.uptime, duration(uptime[0] + (Date.now() - uptime[1]) / 1000));
+}
+
+function showWifi(w) {
+  if (!w) return;
+  if (typeof w === "string") return setText(facts.wifi, w);
+  setText(facts.wifi, [w.state, w.ip, w.ssid, w.rssi != null ? w.rssi + " dBm" : ""].filter(Boolean).join(" · "));
+}
+
+function showCamera(c) {
+  if (!c) return;
+  setText(facts.camera, typeof c === "string" ? c : [c.state, c.message].filter(Boolean).join(": "));
+}
+
+function showStreams(d) {
+  if (d.clients != null) setText(facts.streams, d.clients + " in use of " + num(d.clients_max));
+}
+
+function warn(message, at) {
+  const list = $("warnings");
+  const li = document.createElement("li");
+  li.textContent = (at ? clock(at) + " " : "") + message;
+  list.prepend(li);
+  while (list.childElementCount > 5) list.lastElementChild.remove();
+}
+
+async function refreshStatus() {
+  try {
+    const s = await getJSON("api/status");
+    if (s.board) setText(facts.board, String(s.board));
+    if (s.version) setText(facts.version, String(s.version));
+    setUptime(s.uptime_s);
+    showUptime();
+    showStreams(s);
+    showWifi(s.wifi);
+    showCamera(s.camera);
+    if (s.heap_min_free != null) setText(facts.heapmin, kb(s.heap_min_free));
+    if (Array.isArray(s.warnings)) {
+      $("warnings").textContent = "";
+      for (const w of s.warnings) warn(typeof w === "string" ? w : w.message || JSON.stringify(w));
+    }
+  } catch (err) { /* the stream will tell us when the board is back */ }
+}
+
+// ---- telemetry --------------------------------------------------------------
+
+const tiles = {};
+for (const tile of document.querySelectorAll(".tile")) {
+  tiles[tile.dataset.key] = { out: tile.querySelector("output"), spark: new Spark(tile.querySelector("svg"), 60) };
+}
+const tileText = {
+  heap_free: (v) => kb(v),
+  rssi: (v) => num(v, undefined, " dBm"),
+  temperature: (v) => num(v, 1, " °C"),
+  fps: (v) => num(v, 1),
+};
+
+function onTelemetry(d) {
+  for (const key in tiles) {
+    const v = d[key];
+    setText(tiles[key].out, tileText[key](v));
+    tiles[key].spark.push(v);
+  }
+  setUptime(d.uptime_s);
+  showUptime();
+  showStreams(d);
+  if (d.heap_min_free != null) setText(facts.heapmin, kb(d.heap_min_free));
+  if (d.published != null) {
+    setText(facts.events, d.published + " sent · " + num(d.dropped) + " dropped · " + num(d.resyncs) + " resyncs");
+  }
+  return "heap " + kb(d.heap_free) + " · rssi " + num(d.rssi) + " · " + num(d.temperature, 1, " °C") +
+    " · fps " + num(d.fps, 1) + " · streams " + num(d.clients) + "/" + num(d.clients_max);
+}
+
+// ---- motion -----------------------------------------------------------------
+
+const snap = $("snap");
+const overlay = $("overlay");
+const bbox = $("bbox");
+const centroid = $("centroid");
+const badge = $("motion-state");
+const episodes = $("episodes");
+let frame = "";
+let bootWall = Infinity; // wall-clock ms at the board's uptime 0, best guess
+let episode = null; // the episode in progress: {start, peak, li}
+let snapLoading = false, snapWanted = false, snapAt = 0;
+
+function refreshSnapshot() {
+  if (snapLoading) { snapWanted = true; return; }
+  const wait = snapAt + 1000 - Date.now(); // at most one a second
+  if (wait > 0) { snapWanted = true; setTimeout(refreshSnapshot, wait); snapLoading = true; return; }
+  snapLoading = true;
+  snapAt = Date.now();
+  snap.src = "snapshot?t=" + snapAt;
+}
+function snapshotDone() {
+  snapLoading = false;
+  if (snapWanted) { snapWanted = false; refreshSnapshot(); }
+}
+snap.onload = snapshotDone;
+snap.onerror = () => { snap.dataset.missing = "1"; snapshotDone(); };
+snap.addEventListener("load", () => { snap.dataset.missing = "0"; });
+$("snap-btn").onclick = refreshSnapshot;
+
+function setRect(el, r) {
+  el.setAttribute("x", r[0]);
+  el.setAttribute("y", r[1]);
+  el.setAttribute("width", r[2]);
+  el.setAttribute("height", r[3]);
+}
+
+function episodeRow(start, dur, peak, now) {
+  const li = document.createElement("li");
+  li.innerHTML = "<time></time><span></span><meter min=0 max=1></meter><b></b>";
+  fillEpisode(li, start, dur, peak, now);
+  return li;
+}
+function fillEpisode(li, start, dur, peak, now) {
+  const c = li.children;
+  c[0].textContent = clock(start);
+  c[1].textContent = now ? "now" : (dur / 1000).toFixed(1) + " s";
+  c[2].value = Math.min(1, peak > 1 ? peak / 100 : peak);
+  c[3].textContent = "peak " + num(peak, 2);
+  li.classList.toggle("now", !!now);
+}
+
+function onMotion(d) {
+  const now = Date.now();
+  if (typeof d.t === "number") bootWall = Math.min(bootWall, now - d.t);
+  const start = typeof d.t === "number" && bootWall !== Infinity ? bootWall + d.t : now;
+  if (Array.isArray(d.frame)) {
+    const vb = "0 0 " + d.frame[0] + " " + d.frame[1];
+    if (vb !== frame) {
+      frame = vb;
+      overlay.setAttribute("viewBox", vb);
+      snap.style.aspectRatio = d.frame[0] + " / " + d.frame[1];
+    }
+  }
+  if (Array.isArray(d.bbox)) {
+    setRect(bbox, d.bbox);
+    bbox.hidden = false;
+    bbox.dataset.bbox = d.bbox.join(",");
+  }
+  if (Array.isArray(d.centroid)) {
+    centroid.setAttribute("cx", d.centroid[0]);
+    centroid.setAttribute("cy", d.centroid[1]);
+    centroid.hidden = false;
+  }
+  const active = d.phase !== "end";
+  overlay.classList.toggle("old", !active);
+  badge.dataset.on = active ? "1" : "0";
+  setText(badge, active ? "Motion now" : "No motion");
+  const box = Array.isArray(d.bbox) ? d.bbox[2] + "×" + d.bbox[3] + " at " + d.bbox[0] + "," + d.bbox[1] : "";
+  const text = d.phase + " · score " + num(d.score, 2) + " · " + num(d.blocks) + " blocks · " + box;
+  setText($("motion-info"), active ? "Motion: score " + num(d.score, 2) + ", " + num(d.blocks) + " blocks, box " + box
+    : "Last motion ended " + clock(now) + ", lasted " + (num(d.duration_ms / 1000, 1, " s")));
+
+  if (d.phase === "start" || (active && !episode)) {
+    if (episodes.querySelector(".empty")) episodes.textContent = "";
+    episode = { start, peak: d.score || 0, li: null };
+    episode.li = episodeRow(start, 0, episode.peak, true);
+    episodes.prepend(episode.li);
+    while (episodes.childElementCount > 10) episodes.lastElementChild.remove();
+  } else if (episode && active) {
+    if (d.score > episode.peak) episode.peak = d.score;
+    fillEpisode(episode.li, episode.start, 0, episode.peak, true);
+  } else if (d.phase === "end" && episode) {
+    const peak = d.peak_score != null ? d.peak_score : episode.peak;
+    fillEpisode(episode.li, episode.start, d.duration_ms || now - episode.start, peak, false);
+    episode = null;
+  }
+  refreshSnapshot();
+  return text;
+}
+
+// ---- status events ------------------------------------------------------------
+
+function onStatus(d) {
+  const k = d.kind;
+  if (k === "boot") {
+    if (d.board) setText(facts.board, String(d.board));
+    if (d.version) setText(facts.version, String(d.version));
+  } else if (k === "wifi") {
+    showWifi(d);
+  } else if (k === "camera") {
+    showCamera(d);
+  } else if (k === "warning") {
+    warn(d.message || "warning", Date.now());
+  } else if (k === "settings") {
+    settingsChanged(d.changed || []);
+  }
+  return k + ": " + (d.message || "") + (d.reason ? " (" + d.reason + ")" : "");
+}
+
+// ---- the stream -------------------------------------------------------------
+
+const kinds = { motion: "motion", telemetry: "telemetry", status: "status" };
+
+const stream = new Stream("events", {
+  event(type, data, id) {
+    let text;
+    if (type === "motion" && data && typeof data === "object") text = onMotion(data);
+    else if (type === "telemetry" && data && typeof data === "object") text = onTelemetry(data);
+    else if (type === "status" && data && typeof data === "object") text = onStatus(data);
+    else if (type === "resync") text = "the board could not replay " + num(data && data.lost) + " events";
+    else text = typeof data === "string" ? data : JSON.stringify(data);
+    log.add(kinds[type] || "other", id, type, text);
+    showConnection();
+  },
+  mark(kind, info) {
+    if (kind === "reboot") {
+      bootWall = Infinity;
+      log.add("mark", "", "reboot", "The board restarted; ids start over (" + info.from + " → " + info.to + ")");
+      refreshStatus();
+    } else if (kind === "gap") {
+      log.add("mark", "", "gap", info.lost + " event" + (info.lost === 1 ? "" : "s") + " missed here");
+      refreshStatus();
+    } else if (kind === "resync") {
+      log.add("mark", "", "gap", "Resync: " + num(info.lost) + " events missed here; status reloaded");
+      refreshStatus();
+    } else if (kind === "busy" && info.count === 1) {
+      log.add("other", "", "busy", "The board has too many open streams; retrying");
+    }
+  },
+  state() {
+    showConnection();
+    if (stream.state === "live") refreshStatus();
+  },
+});
+
+// ---- log controls -----------------------------------------------------------
+
+const pauseBtn = $("pause");
+pauseBtn.onclick = () => {
+  const on = pauseBtn.getAttribute("aria-pressed") !== "true";
+  pauseBtn.setAttribute("aria-pressed", on);
+  pauseBtn.textContent = on ? "Resume" : "Pause";
+  log.pause(on);
+};
+for (const box of document.querySelectorAll(".filters input")) {
+  box.onchange = () => log.filter(box.value, box.checked);
+}
+
+// ---- settings (loaded when opened) ------------------------------------------
+
+let settingsUI = null;
+const details = $("settings");
+
+async function openSettings() {
+  if (!settingsUI) {
+    const mod = await import("./settings.js");
+    settingsUI = new mod.SettingsForm($("settings-form"), $("settings-fields"));
+    $("settings-reload").onclick = () => settingsUI.load();
+  }
+  settingsUI.load();
+}
+details.addEventListener("toggle", () => { if (details.open) openSettings(); });
+
+function applyTiming(s) {
+  // telemetry is the heartbeat we can see: quiet for 2.5 periods means stale
+  if (s && typeof s.telemetry_s === "number") stream.staleMs = Math.max(20000, s.telemetry_s * 2500);
+}
+
+async function settingsChanged(keys) {
+  if (keys.includes("telemetry_s")) getJSON("api/settings").then(applyTiming, () => {});
+  if (settingsUI && details.open) settingsUI.changedElsewhere(keys);
+}
+
+// ---- start ------------------------------------------------------------------
+
+stream.open();
+refreshStatus();
+refreshSnapshot();
+getJSON("api/settings").then(applyTiming, () => {});
+setInterval(() => {
+  stream.tick();
+  showConnection();
+  showUptime();
+  if (episode) fillEpisode(episode.li, episode.start, 0, episode.peak, true);
+}, 1000);
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) { stream.tick(); showConnection(); }
+});
+// free the board's stream slot as soon as the page goes away
+window.addEventListener("pagehide", () => stream.close());
+window.addEventListener("pageshow", (e) => { if (e.persisted) stream.open(); });
+window.cb = { stream, log }; // for the console and the tests

@@ -1,0 +1,228 @@
+// The settings form, built from whatever GET /api/settings returns: numbers
+// become number inputs, booleans checkboxes, text text inputs, and lists or
+// objects (masks) JSON text. Only changed fields are sent; the board checks
+// them and names the field it refuses.
+
+import { getJSON } from "./ui.js";
+
+// Known keys: [label, hint]. Unknown keys still show, labelled by their name.
+const KNOWN = {
+  sensitivity: ["Sensitivity", "1–100; higher reacts to smaller changes"],
+  min_blocks: ["Minimum blocks", "changed blocks that count as motion"],
+  threshold: ["Pixel threshold", "grey-level change that marks a block"],
+  start_frames: ["Start after frames", ""],
+  end_frames: ["End after quiet frames", ""],
+  update_ms: ["Update every (ms)", "while motion lasts"],
+  masks: ["Ignored areas", "JSON list of [x, y, w, h] in frame pixels"],
+  fps_max: ["Max frames/s", ""],
+  telemetry_s: ["Telemetry every (s)", ""],
+  heap_warn_bytes: ["Warn below free heap (bytes)", ""],
+  heartbeat_s: ["Heartbeat every (s)", ""],
+  streams_max: ["Max open streams", "each one holds a socket"],
+  ring_size: ["Replay buffer (events)", ""],
+  hostname: ["Host name", ""],
+  wifi_ssid: ["Wi-Fi network", "empty: the board makes its own access point"],
+  wifi_timeout_s: ["Wi-Fi timeout (s)", ""],
+  http_port: ["HTTP port", "the page moves with it"],
+};
+const ORDER = Object.keys(KNOWN);
+const HIDDEN = ["admin_password_set"]; // facts about the board, not settings
+
+function kindOf(v) {
+  if (typeof v === "boolean") return "bool";
+  if (typeof v === "number") return "number";
+  if (typeof v === "string") return "text";
+  return "json";
+}
+
+export class SettingsForm {
+  constructor(form, box) {
+    this.form = form;
+    this.box = box;
+    this.values = null;
+    this.fields = {};
+    this.savedAt = 0;
+    this.pw = form.querySelector("#admin-pw");
+    this.pwErr = form.querySelector("#admin-pw-err");
+    this.msg = form.querySelector("#settings-msg");
+    form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
+  }
+
+  async load() {
+    try {
+      this.values = await getJSON("api/settings");
+      this.render();
+      this.say("");
+    } catch (err) {
+      this.say("Could not load the settings: " + err.message);
+    }
+  }
+
+  say(text, good) {
+    this.msg.textContent = text;
+    this.msg.dataset.good = good ? "1" : "0";
+  }
+
+  render() {
+    const v = this.values;
+    const keys = Object.keys(v).filter((k) => !HIDDEN.includes(k));
+    keys.sort((a, b) => {
+      const ia = ORDER.indexOf(a), ib = ORDER.indexOf(b);
+      return (ia < 0 ? 999 : ia) - (ib < 0 ? 999 : ib) || (a < b ? -1 : a > b ? 1 : 0);
+    });
+    this.box.textContent = "";
+    this.fields = {};
+    if (v.admin_password_set === false) {
+      const p = document.createElement("p");
+      p.className = "note";
+      p.textContent = "This board has no admin password yet, so nothing can be changed here. Set one with `make deploy`.";
+      this.box.append(p);
+    }
+    for (const key of keys) this.box.append(this.field(key, v[key]));
+  }
+
+  field(key, value) {
+    const kind = kindOf(value);
+    const [label, hint] = KNOWN[key] || [key.replace(/_/g, " "), ""];
+    const wrap = document.createElement("div");
+    wrap.className = "field " + kind;
+    const id = "set-" + key;
+    const lab = document.createElement("label");
+    lab.htmlFor = id;
+    lab.textContent = label;
+    let input;
+    if (kind === "json") {
+      input = document.createElement("textarea");
+      input.rows = 2;
+      input.spellcheck = false;
+    } else {
+      input = document.createElement("input");
+      if (kind === "bool") input.type = "checkbox";
+      else if (kind === "number") {
+        input.type = "number";
+        input.step = "any";
+        input.inputMode = Number.isInteger(value) ? "numeric" : "decimal";
+      } else {
+        input.type = "text";
+        input.autocapitalize = "off";
+        input.spellcheck = false;
+      }
+    }
+    input.id = id;
+    input.name = key;
+    const err = document.createElement("span");
+    err.className = "err";
+    err.id = id + "-err";
+    err.setAttribute("aria-live", "polite");
+    input.setAttribute("aria-describedby", err.id + (hint ? " " + id + "-hint" : ""));
+    this.set(input, kind, value);
+    if (kind === "bool") wrap.append(input, lab);
+    else wrap.append(lab, input);
+    if (hint) {
+      const h = document.createElement("small");
+      h.id = id + "-hint";
+      h.textContent = hint;
+      wrap.append(h);
+    }
+    wrap.append(err);
+    this.fields[key] = { input, err, kind };
+    return wrap;
+  }
+
+  set(input, kind, value) {
+    if (kind === "bool") input.checked = value;
+    else if (kind === "json") input.value = JSON.stringify(value);
+    else input.value = value;
+  }
+
+  read(key) {
+    const { input, kind } = this.fields[key];
+    if (kind === "bool") return input.checked;
+    if (kind === "number") return input.value.trim() === "" ? NaN : Number(input.value);
+    if (kind === "json") return JSON.parse(input.value);
+    return input.value;
+  }
+
+  error(key, text) {
+    const f = key === "password" ? { input: this.pw, err: this.pwErr } : this.fields[key];
+    if (!f) return false;
+    f.err.textContent = text;
+    f.input.setAttribute("aria-invalid", text ? "true" : "false");
+    return true;
+  }
+
+  clearErrors() {
+    for (const key in this.fields) this.error(key, "");
+    this.error("password", "");
+  }
+
+  async save() {
+    if (!this.values) return;
+    this.clearErrors();
+    const changes = {};
+    let bad = null;
+    for (const key in this.fields) {
+      let v;
+      try {
+        v = this.read(key);
+      } catch (err) {
+        this.error(key, "not valid JSON");
+        bad = bad || key;
+        continue;
+      }
+      if (typeof v === "number" && Number.isNaN(v)) {
+        this.error(key, "enter a number");
+        bad = bad || key;
+        continue;
+      }
+      if (JSON.stringify(v) !== JSON.stringify(this.values[key])) changes[key] = v;
+    }
+    if (bad) return this.fields[bad].input.focus();
+    if (!Object.keys(changes).length) return this.say("Nothing changed.");
+    if (!this.pw.value) {
+      this.error("password", "the admin password is needed to save");
+      return this.pw.focus();
+    }
+    this.say("Saving…");
+    let res, body;
+    try {
+      res = await fetch("api/settings", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ password: this.pw.value, settings: changes }),
+      });
+      body = await res.json().catch(() => ({}));
+    } catch (err) {
+      return this.say("The board did not answer; nothing was saved.");
+    }
+    if (res.status === 401) {
+      this.error("password", body.error || "wrong password");
+      this.say("Not saved: the password was refused.");
+      return this.pw.focus();
+    }
+    if (res.status === 400) {
+      const text = body.reason || body.error || "refused";
+      if (!this.error(body.field, text)) this.say("Not saved: " + (body.error || text));
+      else this.say("Not saved: " + (KNOWN[body.field] ? KNOWN[body.field][0] : body.field) + " " + text + ".");
+      const f = this.fields[body.field];
+      if (f) f.input.focus();
+      return;
+    }
+    if (!res.ok) return this.say("Not saved: the board answered " + res.status + ".");
+    this.pw.value = "";
+    this.savedAt = Date.now();
+    this.values = body.settings || this.values;
+    this.render();
+    const changed = body.changed || Object.keys(changes);
+    this.say(changed.length ? "Saved: " + changed.join(", ") + "." : "Saved (nothing was different).", true);
+  }
+
+  // A `settings` status event: someone changed settings. Reload unless the
+  // person is editing here (or it is the echo of our own save).
+  changedElsewhere(keys) {
+    if (Date.now() - this.savedAt < 5000) return;
+    const note = "Changed on the board: " + keys.join(", ") + ".";
+    if (this.box.contains(document.activeElement)) this.say(note + " Press Reload to see the new values.");
+    else this.load().then(() => this.say(note));
+  }
+}
