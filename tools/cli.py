@@ -40,7 +40,8 @@ def cmd_romfs(args):
 
 def cmd_firmware(args):
     from tools import firmware
-    firmware.build_firmware(args.board, args.micropython_dir)
+    firmware.build_firmware(args.board, args.micropython_dir, camera_dir=args.camera_dir,
+                            dry_run=args.dry_run)
 
 
 def cmd_run(args):
@@ -79,6 +80,10 @@ def register_core(sub):
     add_board_arg(p)
     p.add_argument("--micropython-dir", default=os.environ.get("MICROPY_DIR"),
                    help="MicroPython source checkout (or MICROPY_DIR)")
+    p.add_argument("--camera-dir", help="micropython-camera-API checkout (or CAMERA_API_DIR; "
+                                        "default: next to the MicroPython checkout)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check what the build needs and print its commands without running them")
     p.set_defaults(func=cmd_firmware)
 
     p = sub.add_parser("run", help="build and start the virtual board (Ctrl-C stops it)")
