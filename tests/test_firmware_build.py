@@ -273,6 +273,21 @@ def test_firmware_help_explains_the_flags(capfd):
     out = " ".join(capfd.readouterr().out.split())
     assert "--board" in out and "boards.json" in out
     assert "--micropython-dir" in out and "MicroPython source checkout" in out
+    assert "--camera-dir" in out and "CAMERA_API_DIR" in out
+    assert "--dry-run" in out and "without running them" in out
+
+
+def test_cli_dry_run_with_everything_in_place(capfd, monkeypatch, tmp_path):
+    mp = fake_micropython(tmp_path, built=True)
+    cam = fake_camera_module(tmp_path / "cam")
+    for name, value in fake_idf(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BOARD", raising=False)
+    rc = main(["firmware", "--micropython-dir", str(mp), "--camera-dir", str(cam), "--dry-run"])
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    assert out.splitlines()[-1].startswith("  make -C %s BOARD=ESP32_GENERIC BOARD_VARIANT=SPIRAM "
+                                           % os.path.join(str(mp), "ports", "esp32"))
 
 
 # -------------------------------------------------------------- the build itself
