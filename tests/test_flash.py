@@ -29,6 +29,8 @@ PY = sys.executable
 # flash-mapped data (DROM) for an application image.
 IRAM = {"esp32": 0x40080400, "esp32s3": 0x40378000}
 DROM = {"esp32": 0x3F400020, "esp32s3": 0x3C000020}
+# Passed wherever a regression could start a download: loopback, nothing listens.
+UNUSED_URL = "http://127.0.0.1:9/unused.zip"
 
 
 def tiny_elf(addr, code=b"\x00" * 16):
@@ -86,10 +88,12 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """The CLI reads BOARD, PORT and FIRMWARE from the environment (the Makefile exports them)."""
+def clean_env(monkeypatch, tmp_path):
+    """The CLI reads BOARD, PORT and FIRMWARE from the environment (the Makefile exports
+    them); the download cache is a fresh folder, never the developer's own."""
     for name in ("BOARD", "PORT", "FIRMWARE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(firmware, "CACHE_DIR", str(tmp_path / "default-cache"))
 
 
 @pytest.fixture
@@ -248,7 +252,7 @@ def test_no_port_lists_the_ports_found_and_how_to_pick_one(images):
 
 def test_no_port_and_none_found_says_what_to_check():
     with pytest.raises(ToolError) as exc:
-        flash.flash("esp32s3-eye", list_ports=lambda: [])
+        flash.flash("esp32s3-eye", list_ports=lambda: [], url=UNUSED_URL)
     msg = str(exc.value)
     assert msg.startswith("no serial port given, and none found on this machine.")
     for what in ("USB cable that carries data", "driver", "dialout", "make flash BOARD=esp32s3-eye PORT="):
@@ -257,7 +261,8 @@ def test_no_port_and_none_found_says_what_to_check():
 
 def test_only_builtin_serial_ports_count_as_none():
     with pytest.raises(ToolError) as exc:
-        flash.flash("esp32cam", list_ports=lambda: [port("/dev/ttyS0"), port("/dev/ttyS1")])
+        flash.flash("esp32cam", list_ports=lambda: [port("/dev/ttyS0"), port("/dev/ttyS1")],
+                    url=UNUSED_URL)
     msg = str(exc.value)
     assert "no USB serial port found (only: /dev/ttyS0, /dev/ttyS1)" in msg
     assert "dialout" in msg
@@ -366,7 +371,7 @@ def test_a_zip_put_in_the_cache_by_hand_is_used(capfd, images, tmp_path):
     with zipfile.ZipFile(where / "firmware-ESP32S3_EYE.zip", "w") as z:
         z.write(images["esp32s3"], "ESP32_GENERIC_S3-SPIRAM_OCT/firmware.bin")
     cmds = flash.flash("esp32s3-eye", port="/dev/ttyACM0", cache=str(tmp_path), dry_run=True,
-                       url="http://127.0.0.1:9/unused.zip")
+                       url=UNUSED_URL)
     assert cmds[-1][-3:] == ["write-flash", "0x0", str(where / "firmware.bin")]
 
 
@@ -377,6 +382,6 @@ def test_a_wrong_chip_download_is_refused(images, tmp_path):
         dst.write(src.read())
     with pytest.raises(ToolError) as exc:
         flash.flash("esp32cam", port="/dev/ttyUSB0", cache=str(tmp_path), dry_run=True,
-                    log=lambda *a: None)
+                    url=UNUSED_URL, log=lambda *a: None)
     assert "is an ESP32-S3 image, but the board esp32cam" in str(exc.value)
     assert "came from the download cache: delete it to download it again" in str(exc.value)
