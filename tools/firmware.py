@@ -45,7 +45,7 @@ _OUR_MAKE_VARS = ("BOARD", "BOARD_VARIANT", "BUILD", "PORT", "FIRMWARE")
 
 
 def shortpath(path):
-    """``path`` relative to the current directory, unless that climbs out of it."""
+    """``path`` relative to the current directory, unless that climbs more than one level."""
     rel = os.path.relpath(path)
     return rel if not rel.startswith(".." + os.sep + "..") else path
 
