@@ -52,11 +52,12 @@ def test_viper_code_is_compiled_for_the_target_arch(arch, tmp_path):
     assert _arch(tmp_path / "v.mpy") == MPY_ARCH[arch]
 
 
-def test_board_layers_go_only_to_their_chips(esp32cam, vboard_fs):
-    assert os.path.exists(os.path.join(build.fs_dir("esp32cam"), "camwatch/board/esp32.mpy"))
-    assert not os.path.exists(os.path.join(build.fs_dir("esp32cam"), "camwatch/board/virtual.mpy"))
-    assert os.path.exists(os.path.join(vboard_fs, "camwatch/board/virtual.mpy"))
-    assert not os.path.exists(os.path.join(vboard_fs, "camwatch/board/esp32.mpy"))
+@pytest.mark.parametrize("module,chips", sorted(build.BOARD_LAYER.items()))
+def test_board_layers_go_only_to_their_chips(module, chips, esp32cam, vboard_fs):
+    mpy = module[:-3] + ".mpy"
+    assert os.path.exists(os.path.join(ROOT, "firmware", module)), module
+    assert os.path.exists(os.path.join(build.fs_dir("esp32cam"), mpy)) == ("esp32" in chips)
+    assert os.path.exists(os.path.join(vboard_fs, mpy)) == ("unix" in chips)
 
 
 def test_manifest_matches_the_tree(esp32cam):

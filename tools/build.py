@@ -33,7 +33,9 @@ HOST_ONLY = ("manifest.py",)
 # Board-layer modules that only one kind of chip gets.
 BOARD_LAYER = {
     os.path.join("camwatch", "board", "esp32.py"): ("esp32", "esp32s3"),
+    os.path.join("camwatch", "board", "esp32_camera.py"): ("esp32", "esp32s3"),
     os.path.join("camwatch", "board", "virtual.py"): ("unix",),
+    os.path.join("camwatch", "board", "scenes.py"): ("unix",),
 }
 # The Microdot modules the app imports; nothing else of the package ships.
 MICRODOT_MODULES = ("__init__.py", "microdot.py", "helpers.py", "sse.py")
