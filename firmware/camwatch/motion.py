@@ -473,7 +473,7 @@ class Detector:
     ``width``, ``height``: frame size in pixels (one byte per pixel).
     ``settings``: dict of settings (see the module docstring); missing keys
     take their defaults. ``native``: False runs the pure-Python twins instead
-    of viper (tests use it as the oracle; about 100 times slower).
+    of viper (tests use it as the oracle; about 50 times slower).
     """
 
     def __init__(self, width, height, settings=None, native=True):
@@ -497,8 +497,9 @@ class Detector:
         """Apply the keys of ``settings`` that are ours; keep the others.
 
         Raises ValueError (naming the key) on a bad value, changing nothing.
-        A new ``block`` size restarts the detector (an open event then ends
-        after ``end_frames``).
+        A new ``block`` size restarts the background; an open event stays
+        open (warm-up frames count as still ones), so it ends after
+        ``end_frames`` unless motion goes on.
         """
         new = dict(self.settings)
         for key in DEFAULTS:
@@ -594,11 +595,13 @@ class Detector:
         ``now_ms``: a ``time.ticks_ms()`` value (wrap-safe).
 
         kind ``"start"`` / ``"update"``: payload ``score`` (percent of the
-        watched area changed, rounded up: 1..100), ``blocks`` (changed blocks), ``bbox`` ([x, y,
-        w, h] pixels around the changed blocks), ``centroid`` ([x, y] pixels,
-        mean of the changed block centres). kind ``"end"``: ``duration_ms``
-        (start event to last moving frame), ``peak_score`` and ``bbox`` (the
-        last one seen).
+        watched, unmasked area that changed, rounded up: 1..100), ``blocks``
+        (changed blocks), ``bbox`` ([x, y, w, h] pixels around the changed
+        blocks), ``centroid`` ([x, y] pixels, mean of the changed block
+        centres). kind ``"end"``: ``duration_ms`` (start event to the last
+        moving frame), ``peak_score`` and ``bbox`` (of the last moving
+        frame). ``update`` comes only on moving frames, at most one per
+        ``update_ms``.
         """
         if len(frame) < self.width * self.height:
             raise ValueError("frame too short")

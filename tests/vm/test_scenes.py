@@ -134,12 +134,47 @@ def test_missing_camera_fails_at_start():
 
 def test_real_time_clock():
     now = [5000]
-    cam = SceneCamera("crossing", clock=lambda: now[0])
+
+    def clock():
+        return now[0]
+
+    cam = SceneCamera("crossing", clock=clock)
     cam.capture()
     assert cam.t_ms == 0
     now[0] += 3000
     cam.capture()
     assert cam.t_ms == 3000 and cam.truth() == cam.objects_at(3000) != []
+    cam.close()
+    # a camera made again later carries on with the same timeline
+    now[0] += 500
+    cam = SceneCamera("crossing", clock=clock)
+    cam.capture()
+    assert cam.t_ms == 3500
+
+
+def test_failure_and_recovery_across_new_cameras():
+    # what the app does: on OSError close the camera, wait, make a new one
+    now = [0]
+
+    def clock():
+        return now[0]
+
+    states = []
+    cam = None
+    while now[0] < 12000:
+        if cam is None:
+            cam = SceneCamera("camera-fail", clock=clock)
+        try:
+            cam.capture()
+            state = "ok"
+        except OSError:
+            cam.close()
+            cam = None
+            state = "error"
+        if not states or states[-1][1] != state:
+            states.append((now[0], state))
+        now[0] += 250 if state == "ok" else 1000  # 1 s backoff
+    assert states == [(0, "ok"), (2000, "error"), (5000, "ok")], states
 
 
 def test_scenario_from_json_file():
@@ -178,6 +213,25 @@ def test_snapshot_is_a_grey_bmp_of_the_last_frame():
     assert data[head + (H - 1) * W:head + H * W] == bytes(view[:W])
     assert data[head:head + W] == bytes(view[(H - 1) * W:])
     assert cam.frame == 29  # a snapshot takes no new frame
+
+
+def test_closed_camera_lends_its_buffer_to_the_next():
+    gc.collect()
+    a = SceneCamera("idle")
+    buf = a._buf
+    a.close()
+    a.close()
+    try:
+        a.capture()
+    except OSError:
+        pass
+    else:
+        raise AssertionError("a closed camera captured")
+    b = SceneCamera("default")
+    assert b._buf is buf
+    c = SceneCamera("default")
+    assert c._buf is not buf
+    assert bytes(b.capture()) == bytes(c.capture())
 
 
 def test_noise_table_stays_in_range():

@@ -14,9 +14,12 @@ of what happens in front of the camera, so every run is the same:
 - camera failures: while a ``fail`` span lasts, ``capture()`` raises OSError.
 
 Scene time. By default it advances ``frame_ms`` per capture (frame N is at
-``N * frame_ms``), which makes tests exact. Pass ``clock=time.ticks_ms`` to
-follow the wall clock instead (the live virtual board); capture() never
-sleeps, pacing is the caller's. Failed captures advance time too.
+``N * frame_ms``), which makes tests exact; each camera starts at 0. Pass
+``clock=time.ticks_ms`` to follow the wall clock instead (the live virtual
+board): time then counts from the first camera made with that clock, so a
+camera re-made after a scripted failure carries on where the scene is.
+capture() never sleeps, pacing is the caller's. Failed captures advance
+time too.
 
 A scenario is a dict (or a JSON file with one) with these keys, all optional:
 
@@ -187,6 +190,32 @@ def _clip(x, y, w, h, width, height):
     return [x0, y0, x1 - x0, y1 - y0]
 
 
+# Start of scene time per clock function: a camera made again after a
+# failure (the app closes a failing camera and makes a new one) continues
+# the same timeline instead of starting it over.
+_epochs = {}
+
+
+def _epoch(clock):
+    t0 = _epochs.get(clock)
+    if t0 is None:
+        t0 = _epochs[clock] = clock()
+    return t0
+
+
+# A frame buffer released by close(), for the next SceneCamera.
+_spare = []
+
+
+def _frame_buffer(size):
+    """A signed-byte array of ``size`` (the spare one if it fits; every
+    capture overwrites all of it)."""
+    if _spare and len(_spare[0]) == size:
+        return _spare.pop()
+    _spare[:] = []
+    return array.array("b", bytes(size))  # array('b') has no way to allocate in place
+
+
 def load_scenario(scenario):
     """A scenario dict from a name in SCENARIOS, a path to a .json file, or a dict."""
     if isinstance(scenario, dict):
@@ -221,7 +250,7 @@ class SceneCamera:
         self.height = height
         self.frame_ms = frame_ms
         self._clock = clock
-        self._t0 = clock() if clock else 0
+        self._t0 = _epoch(clock) if clock else 0
         self.frame = -1  # index of the last captured frame
         self.t_ms = 0  # scene time of the last captured frame
         self._loop = int(spec.get("loop_ms", 0))
@@ -262,7 +291,7 @@ class SceneCamera:
             elif ev.get("fail"):
                 span = ev.get("for")
                 self._fails.append((at, at + int(span) if span is not None else -1))
-        self._buf = array.array("b", bytes(width * height))
+        self._buf = _frame_buffer(width * height)
         self._view = memoryview(self._buf)
 
     # -- scene time --
@@ -274,17 +303,22 @@ class SceneCamera:
         """Scene time (ms, before looping) of frame N in frame-counter mode."""
         return frame * self.frame_ms
 
+    def _place(self, obj, t):
+        """Where object ``obj`` is at loop time t: its visible box, or None."""
+        at, span, w, h, fx, fy, tx, ty, _ = obj
+        if not at <= t < at + span:
+            return None
+        return _clip(fx + (tx - fx) * (t - at) // span, fy + (ty - fy) * (t - at) // span, w, h,
+                     self.width, self.height)
+
     def objects_at(self, t_ms):
         """Visible boxes [x, y, w, h] (clipped to the frame) at scene time t_ms."""
         t = self._scene_ms(t_ms)
         boxes = []
-        for at, span, w, h, fx, fy, tx, ty, _ in self._objects:
-            if at <= t < at + span:
-                x = fx + (tx - fx) * (t - at) // span
-                y = fy + (ty - fy) * (t - at) // span
-                box = _clip(x, y, w, h, self.width, self.height)
-                if box:
-                    boxes.append(box)
+        for obj in self._objects:
+            box = self._place(obj, t)
+            if box:
+                boxes.append(box)
         return boxes
 
     def truth(self, frame=None):
@@ -321,8 +355,10 @@ class SceneCamera:
 
         The view is the same buffer every time: it holds this frame until the
         next capture(). Raises OSError while the scenario says the camera
-        fails.
+        fails, and after close().
         """
+        if self._buf is None:
+            raise OSError(9, "camera: closed")  # EBADF
         self.frame += 1
         if self._clock:
             t = time.ticks_diff(self._clock(), self._t0)
@@ -347,13 +383,11 @@ class SceneCamera:
         for x, y, fw, fh, level in self._furniture:
             _fill(self._buf, w, x, y, fw, fh, _lit(level, gain, offset), self._noise, start, amp)
         t = self._scene_ms(t_ms)
-        for at, span, ow, oh, fx, fy, tx, ty, level in self._objects:
-            if at <= t < at + span:
-                box = _clip(fx + (tx - fx) * (t - at) // span, fy + (ty - fy) * (t - at) // span,
-                            ow, oh, w, h)
-                if box:
-                    _fill(self._buf, w, box[0], box[1], box[2], box[3], _lit(level, gain, offset),
-                          self._noise, start, amp)
+        for obj in self._objects:
+            box = self._place(obj, t)
+            if box:
+                _fill(self._buf, w, box[0], box[1], box[2], box[3], _lit(obj[8], gain, offset),
+                      self._noise, start, amp)
 
     def snapshot(self):
         """The last frame as an image: ``("image/bmp", bytes)``, 8-bit grey.
@@ -378,4 +412,11 @@ class SceneCamera:
         return "image/bmp", bytes(out)
 
     def close(self):
-        """Nothing to release; here so both cameras have the same interface."""
+        """Stop using this camera; its frame buffer goes to the next SceneCamera.
+
+        The app closes a failing camera and makes a new one: reusing the
+        buffer saves that a fresh 2 x frame-size allocation on a busy heap.
+        """
+        if self._buf is not None and not _spare:
+            _spare.append(self._buf)
+        self._buf = self._view = None
