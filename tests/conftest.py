@@ -17,8 +17,9 @@ from tools.vboard import VirtualBoard, micropython_command  # noqa: E402
 
 VM_TESTS = os.path.join(ROOT, "tests", "vm")
 
-# tests/vm/ holds MicroPython modules run on the VM by test_vm.py, not pytest files
-collect_ignore = ["vm"]
+# tests/vm/ holds MicroPython modules run on the VM by test_vm.py, and
+# tests/bench/ the MicroPython side of `make bench`: neither is for pytest.
+collect_ignore = ["vm", "bench"]
 
 
 @pytest.fixture(scope="session")

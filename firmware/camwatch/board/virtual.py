@@ -90,7 +90,9 @@ class Board:
         """The simulated camera (raises OSError if it cannot start)."""
         from camwatch.board.scenes import SceneCamera
 
-        return SceneCamera(self.scene)
+        # real time: a camera created again after an error carries on the
+        # same scene timeline instead of starting it over
+        return SceneCamera(self.scene, clock=time.ticks_ms)
 
     def reset_cause(self):
         return "soft"
