@@ -55,24 +55,6 @@ _walk('/')
 del _walk
 """
 
-# Runs on the board: remove a folder tree.
-_RMTREE = """\
-import os
-def _rm(p):
-    try:
-        m = os.stat(p)[0]
-    except OSError:
-        return
-    if m & 0x4000:
-        for n in os.listdir(p):
-            _rm(p + '/' + n)
-        os.rmdir(p)
-    else:
-        os.remove(p)
-_rm(%r)
-del _rm
-"""
-
 # Runs on the board: print the admin password's salt, if one is set.
 _READ_SALT = """\
 import json
@@ -283,7 +265,8 @@ def deploy(port, board_id=None, no_build=False, secrets=None, log=print, wait=20
             manifest = build.build(board_id, log=log)
         fs = build.fs_dir(board_id)
 
-        _exec(t, _RMTREE % "/.staging")  # leftovers of an interrupted deploy
+        # No leftovers of an interrupted deploy here: entering the raw REPL
+        # soft-reset the board, and its boot.py finished or discarded them.
         on_board = device_files(t)
         copy, delete = sync.plan(manifest, on_board)
         log("deploy: %d to copy, %d to remove, %d unchanged on %s"
