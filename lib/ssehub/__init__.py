@@ -1,0 +1,15 @@
+"""ssehub: a Server-Sent Events broadcast hub for Microdot on MicroPython.
+
+- ``format_event(data, event=None, event_id=None, retry=None, comment=False)``
+  the SSE wire bytes of one event (``ssehub.wire``).
+- ``Hub(size, max_clients, heartbeat, stall_timeout, retry, batch)``: publish
+  once, serve every ``/events`` stream from a fixed ring (``ssehub.hub``).
+- ``Server(request_timeout)``: a Microdot app that closes connections whose
+  request head does not arrive in time (``ssehub.server``).
+"""
+
+from ssehub.wire import format_event
+from ssehub.hub import Hub
+from ssehub.server import Server
+
+__version__ = "0.1.0"
