@@ -11,6 +11,11 @@ const log = new EventLog($("log-list"), $("paused-note"));
 const conn = $("conn");
 const connText = $("conn-text");
 const ageEl = $("age");
+const connSr = $("conn-sr"); // what a screen reader hears: the state, not the countdown
+const SAY = {
+  connecting: "Connecting", live: "Live", stale: "Connected, but no events lately",
+  reconnecting: "Connection lost, reconnecting", busy: "Device busy, retrying", offline: "Offline, retrying",
+};
 
 function showConnection() {
   const st = stream.state;
@@ -25,6 +30,7 @@ function showConnection() {
   else text = "Connecting…";
   conn.dataset.state = st;
   setText(connText, text);
+  setText(connSr, SAY[st] || st);
   const at = stream.lastEventAt;
   setText(ageEl, at ? duration((Date.now() - at) / 1000) + " ago" : "never");
   ageEl.dataset.old = at && Date.now() - at > stream.staleMs ? "1" : "0";
@@ -128,19 +134,24 @@ const episodes = $("episodes");
 let frame = "";
 let bootWall = Infinity; // wall-clock ms at the board's uptime 0, best guess
 let episode = null; // the episode in progress: {start, peak, li}
-let snapLoading = false, snapWanted = false, snapAt = 0;
+let snapLoading = false, snapWanted = false, snapTimer = 0, snapAt = 0;
 
+// Fetch a new picture: never two at once, at most one a second.
 function refreshSnapshot() {
-  if (snapLoading) { snapWanted = true; return; }
-  const wait = snapAt + 1000 - Date.now(); // at most one a second
-  if (wait > 0) { snapWanted = true; setTimeout(refreshSnapshot, wait); snapLoading = true; return; }
+  if (snapLoading || snapTimer) { snapWanted = true; return; }
+  const wait = snapAt + 1000 - Date.now();
+  if (wait > 0) {
+    snapTimer = setTimeout(() => { snapTimer = 0; refreshSnapshot(); }, wait);
+    return;
+  }
   snapLoading = true;
+  snapWanted = false;
   snapAt = Date.now();
   snap.src = "snapshot?t=" + snapAt;
 }
 function snapshotDone() {
   snapLoading = false;
-  if (snapWanted) { snapWanted = false; refreshSnapshot(); }
+  if (snapWanted) refreshSnapshot();
 }
 snap.onload = snapshotDone;
 snap.onerror = () => { snap.dataset.missing = "1"; snapshotDone(); };

@@ -184,6 +184,7 @@ export class SettingsForm {
       return this.pw.focus();
     }
     this.say("Saving…");
+    this.savedAt = Date.now(); // the board's `settings` event may come first
     let res, body;
     try {
       res = await fetch("api/settings", {

@@ -66,7 +66,8 @@ export class Spark {
     }
     if (lo === Infinity) { this.line.setAttribute("points", ""); return; }
     const span = hi - lo || 1;
-    const step = 100 / (n - 1);
+    // until the ring is full the line is stretched over at least 12 slots
+    const step = 100 / (Math.max(12, this.count) - 1);
     let pts = "";
     for (let i = 0; i < this.count; i++) {
       // oldest first, right-aligned so the newest sample is at the right edge

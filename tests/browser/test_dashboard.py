@@ -1,0 +1,214 @@
+"""The dashboard in headless Chromium, against a virtual board playing the
+default scene (an object crossing the frame every few seconds)."""
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from playwright.sync_api import expect
+
+from browser.helpers import ADMIN_PASSWORD, log_rows, parse_id, wait_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHOTS = os.path.join(ROOT, "build", "screenshots")
+
+
+def board_json(board, path):
+    with urllib.request.urlopen(board.url + path, timeout=5) as r:
+        return json.load(r)
+
+
+def unexpected(errors):
+    """Console errors other than the refused requests of a board that is away."""
+    return [e for e in errors if "ERR_CONNECTION_REFUSED" not in e and "ERR_EMPTY_RESPONSE" not in e]
+
+
+def telemetry_count(page):
+    return page.locator("#log-list li.k-telemetry").count()
+
+
+def wait_events(page, n, kind="telemetry", timeout=15000):
+    page.wait_for_function(
+        "([k, n]) => document.querySelectorAll('#log-list li.k-' + k).length >= n",
+        arg=[kind, n], timeout=timeout)
+
+
+def test_loads_from_the_board_only(board, open_page):
+    page = open_page(board)
+    wait_state(page, "live")
+    wait_events(page, 1)
+    # the picture and the lazily loaded settings module are requests too
+    page.wait_for_function("document.getElementById('snap').complete")
+    page.click("#settings summary")
+    expect(page.locator("#set-sensitivity")).to_be_visible()
+
+    origins = {urlsplit(r.url).netloc for r in page.requests if not r.url.startswith("data:")}
+    assert origins == {"127.0.0.1:%d" % board.port}, origins
+    paths = {urlsplit(r.url).path for r in page.requests}
+    for needed in ("/", "/style.css", "/app.js", "/events", "/api/status", "/snapshot"):
+        assert needed in paths, (needed, sorted(paths))
+    # every static file the page asked for was there
+    for r in page.requests:
+        resp = r.response()
+        if resp is not None and r.resource_type not in ("eventsource",):
+            assert resp.status in (200, 304), (r.url, resp.status)
+    assert page.errors == []
+
+
+def test_motion_box_moves(board, open_page):
+    page = open_page(board)
+    wait_state(page, "live")
+    badge = page.locator("#motion-state")
+    expect(badge).to_have_text("Motion now", timeout=20000)
+    bbox = page.locator("#bbox")
+    expect(bbox).to_have_attribute("data-bbox", re.compile(r"^\d+,\d+,\d+,\d+$"))
+    first = bbox.get_attribute("data-bbox")
+    # the box follows the object: its numbers change while it crosses
+    page.wait_for_function(
+        "b => document.getElementById('bbox').dataset.bbox !== b", arg=first, timeout=10000)
+    second = bbox.get_attribute("data-bbox")
+    assert second != first
+    # drawn over the picture, in the frame's coordinates
+    view = page.get_attribute("#overlay", "viewBox").split()
+    assert int(view[2]) > 0 and int(view[3]) > 0
+    x, y, w, h = map(int, second.split(","))
+    assert w > 0 and h > 0 and x + w <= int(view[2]) and y + h <= int(view[3])
+    expect(page.locator("#episodes li.now")).to_have_count(1)
+    # the episode ends and lands in the timeline with a duration and a peak
+    expect(badge).to_have_text("No motion", timeout=20000)
+    done = page.locator("#episodes li:not(.now):not(.empty)").first
+    expect(done).to_contain_text(re.compile(r"\d+\.\d s"))
+    expect(done).to_contain_text("peak")
+    # the picture was fetched again for the motion, cache-busted
+    snaps = [r.url for r in page.requests if urlsplit(r.url).path == "/snapshot"]
+    assert len(set(snaps)) >= 2, snaps
+    assert page.evaluate("document.getElementById('snap').naturalWidth") > 0
+    assert page.errors == []
+
+
+def test_telemetry_updates(board, open_page):
+    page = open_page(board)
+    wait_state(page, "live")
+    heap = page.locator('.tile[data-key="heap_free"] output')
+    expect(heap).to_have_text(re.compile(r"^\d+\.\d KB$"))
+    wait_events(page, 3)
+    n = telemetry_count(page)
+    wait_events(page, n + 2)
+    # sparklines have points, the board panel is filled in
+    points = page.get_attribute('.tile[data-key="heap_free"] polyline', "points")
+    assert len(points.split()) >= 3
+    expect(page.locator("#s-uptime")).to_have_text(re.compile(r"\d+ (s|min)"))
+    expect(page.locator("#s-streams")).to_have_text(re.compile(r"^\d+ in use of \d+$"))
+    status = board_json(board, "api/status")
+    expect(page.locator("#s-version")).to_have_text(str(status["version"]))
+    expect(page.locator("#age")).to_have_text(re.compile(r"^\d+ s ago$"))
+    assert page.errors == []
+
+
+def test_wifi_drop_resumes_without_a_gap(own_board, open_page):
+    page = open_page(own_board)
+    wait_state(page, "live")
+    wait_events(page, 2)
+    own_board.wifi_drop(3)
+    wait_state(page, ("reconnecting", "offline"), timeout=10000)
+    expect(page.locator("#conn-text")).to_have_text(re.compile(r"Reconnecting|Offline"))
+    wait_state(page, "live", timeout=30000)
+    n = telemetry_count(page)
+    wait_events(page, n + 2)
+
+    rows = log_rows(page)
+    assert not [r for r in rows if r[2] == "mark"], rows
+    ids = [parse_id(r[1]) for r in rows if r[1]]
+    assert len({tag for tag, _ in ids}) == 1, ids
+    numbers = [n for _, n in ids]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    assert unexpected(page.errors) == []
+
+
+def test_restart_is_marked_in_the_log(own_board, open_page):
+    page = open_page(own_board)
+    wait_state(page, "live")
+    wait_events(page, 2)
+    before = {parse_id(r[1])[0] for r in log_rows(page) if r[1]}
+    own_board.stop()
+    wait_state(page, ("reconnecting", "offline"), timeout=10000)
+    own_board.start()
+    wait_state(page, "live", timeout=30000)
+    reboot = page.locator("#log-list li.k-mark[data-name=reboot]")
+    expect(reboot).to_have_count(1, timeout=15000)
+    n = telemetry_count(page)
+    wait_events(page, n + 1)
+    tags = [parse_id(r[1])[0] for r in log_rows(page) if r[1]]
+    assert set(tags) - before, "the ids after the restart carry a new boot tag"
+    # the mark sits between the two boots' events
+    rows = log_rows(page)
+    at = [i for i, r in enumerate(rows) if r[0] == "reboot"][0]
+    assert all(parse_id(r[1])[0] in before for r in rows[:at] if r[1])
+    assert all(parse_id(r[1])[0] not in before for r in rows[at:] if r[1])
+    assert unexpected(page.errors) == []
+
+
+def test_settings_round_trip(own_board, open_page):
+    page = open_page(own_board)
+    wait_state(page, "live")
+    page.click("#settings summary")
+    field = page.locator("#set-sensitivity")
+    expect(field).to_be_visible()
+    # rendered from what the board returns, typed by value
+    assert field.get_attribute("type") == "number"
+    assert page.get_attribute("#set-masks", "id") == "set-masks"
+    start = board_json(own_board, "api/settings")
+    new = 17 if start["sensitivity"] != 17 else 18
+
+    # a wrong password is refused and nothing changes
+    field.fill(str(new))
+    page.fill("#admin-pw", "not the password")
+    page.click("#settings-form button[type=submit]")
+    expect(page.locator("#admin-pw-err")).not_to_be_empty()
+    expect(page.locator("#admin-pw")).to_have_attribute("aria-invalid", "true")
+    assert board_json(own_board, "api/settings")["sensitivity"] == start["sensitivity"]
+
+    # a value out of range: the board names the field
+    field.fill("500")
+    page.fill("#admin-pw", ADMIN_PASSWORD)
+    page.click("#settings-form button[type=submit]")
+    expect(page.locator("#set-sensitivity-err")).not_to_be_empty()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    assert board_json(own_board, "api/settings")["sensitivity"] == start["sensitivity"]
+
+    # the right password and a good value: saved on the board
+    field.fill(str(new))
+    page.fill("#admin-pw", ADMIN_PASSWORD)
+    page.click("#settings-form button[type=submit]")
+    expect(page.locator("#settings-msg")).to_contain_text("Saved")
+    expect(page.locator("#settings-msg")).to_contain_text("sensitivity")
+    assert board_json(own_board, "api/settings")["sensitivity"] == new
+    # the board announces it on the stream
+    expect(page.locator("#log-list li.k-status", has_text="settings")).not_to_have_count(0)
+    # and a fresh page shows the saved value
+    page.reload()
+    page.click("#settings summary")
+    expect(page.locator("#set-sensitivity")).to_have_value(str(new))
+    errors = [e for e in page.errors if "401" not in e and "400" not in e]
+    assert errors == []
+
+
+def test_phone_screenshots(board, open_page):
+    os.makedirs(SHOTS, exist_ok=True)
+    for scheme in ("light", "dark"):
+        page = open_page(board, color_scheme=scheme)
+        wait_state(page, "live")
+        expect(page.locator("#motion-state")).to_have_text("Motion now", timeout=20000)
+        wait_events(page, 3)
+        page.wait_for_function("document.getElementById('snap').complete")
+        # nothing wider than the phone: no sideways scrolling
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=os.path.join(SHOTS, "dashboard-%s.png" % scheme))
+        page.screenshot(path=os.path.join(SHOTS, "dashboard-%s-full.png" % scheme), full_page=True)
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        dark = sum(int(c) for c in re.findall(r"\d+", bg)[:3]) < 200
+        assert dark == (scheme == "dark"), bg
+        assert page.errors == []
