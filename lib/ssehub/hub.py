@@ -99,32 +99,50 @@ class _Slot:
 class Hub:
     """A broadcast hub for Server-Sent Events with a fixed memory footprint.
 
-    :param size: how many events are kept for clients that are behind or
-        reconnect (the ring). Matters when a client reconnects with
-        ``Last-Event-ID`` or cannot keep up. On overflow the oldest event is
-        overwritten; a client that needed it gets a ``resync`` event (data
-        ``{"lost": N}``) and continues from the oldest event kept.
+    :param size: how many events are kept (the ring), for clients that
+        reconnect with ``Last-Event-ID`` or fall behind. On overflow the
+        oldest event is overwritten; a client that still needed it gets a
+        ``resync`` event (data ``{"lost": N}``) and continues from the oldest
+        event kept.
     :param max_clients: how many ``/events`` streams may be open at once
-        (each holds a socket; the ESP32 has 10). A client over the cap gets a
-        200 ``text/event-stream`` answer holding ``retry:`` and a ``busy``
-        event (data ``{"max_clients": N}``), then the connection is closed;
-        EventSource reconnects by itself after ``retry`` seconds and gets in
-        once a slot is free.
+        (each holds a socket; the ESP32 has 10 in all). A client over the cap
+        gets a 200 ``text/event-stream`` answer holding ``retry:`` and a
+        ``busy`` event (data ``{"max_clients": N}``), then the connection is
+        closed: EventSource reconnects by itself after ``retry`` seconds and
+        gets in once a slot is free. ``busy`` counts them.
     :param heartbeat: seconds a stream may stay silent before it gets a
-        comment line (``: ``). Keeps proxies and phones from timing out an
-        idle stream, and is how a silently vanished peer gets noticed (only a
-        write fails). 0 disables heartbeats.
+        comment line (``: ``). Keeps an idle stream from being timed out on
+        the way, and is how a peer that vanished without closing gets
+        noticed (only a write fails). 0 disables heartbeats.
     :param stall_timeout: seconds a write to one client may stay pending.
-        A client that cannot take data for that long is dropped: its socket
-        is closed and ``dropped`` counts it. Data already sent to it is not
-        retried; its browser reconnects with ``Last-Event-ID``.
+        A client whose socket takes nothing for that long is dropped: its
+        connection is reset and ``dropped`` counts it. Its browser
+        reconnects by itself and, with ``Last-Event-ID``, gets what it
+        missed that is still in the ring.
     :param retry: seconds EventSource should wait before reconnecting, sent
         as ``retry:`` at the start of every stream and with ``busy``.
     :param batch: most bytes joined into one socket write when a client
-        catches up from the ring (one frame larger than that is written on
-        its own). One buffer of this size is allocated for the whole hub.
+        catches up from the ring (a single larger frame is written alone).
+        One buffer of this size serves the whole hub.
 
-    Stats, for telemetry: see ``stats()``.
+    One ticker task runs while streams are open, every
+    ``min(1, heartbeat / 4, stall_timeout / 4)`` seconds: heartbeats and
+    drops come at most that late, and a client that closed its end is
+    noticed (and its slot freed) within that time.
+
+    Where a new stream starts (the ``Last-Event-ID`` request header):
+
+    - none: with the next event published (the stream opens with an
+      ``id:`` line naming the newest event, so a reconnect resumes there);
+    - an id of this boot still in the ring: with every event after it;
+    - an id of this boot older than the ring: ``resync`` with the number
+      lost, then the oldest event kept;
+    - an id of another boot, one this boot has not reached, or anything
+      else: ``resync`` with ``{"lost": null}`` (unknown), then every event
+      in the ring: all of it happened since this boot.
+
+    A ``resync`` event carries the id of the last event skipped, so a
+    client that reconnects right after it resumes at the right place.
     """
 
     def __init__(self, size=32, max_clients=4, heartbeat=15, stall_timeout=5,

@@ -312,6 +312,45 @@ async def test_last_event_id_replays_what_is_kept_then_live():
         c2.close()
 
 
+async def test_catch_up_joins_pending_events_into_bounded_writes():
+    for batch in (1024, 100):
+        hub = Hub(size=16, heartbeat=0, batch=batch)
+        ids = [hub.publish({"n": n}, event="t") for n in range(12)]
+        sizes = [len(hub._ring.frame(n)) for n in range(1, 13)]
+        writes = []
+        app = Microdot()
+
+        @app.route("/events")
+        async def events(request):
+            writer = request.sock[1]
+            write = writer.write
+
+            def counted(data):  # the real socket write, counted
+                writes.append(len(data))
+                return write(data)
+
+            writer.write = counted
+            return await hub.serve(request)
+
+        async with Rig(hub, app) as rig:
+            c = await rig.client(headers=b"Last-Event-ID: " + hub.boot.encode() + b"-0\r\n")
+            await c.until(b"id: " + ids[-1].encode() + b"\n")
+            await c.until(b'{"n": 11}\n\n')
+            assert [e["id"] for e in _data_events(c)] == ids
+            # the head, then the 12 pending events packed greedily into writes
+            # of at most `batch` bytes
+            want, fill = [], 0
+            for size in sizes:
+                if fill + size > batch:
+                    want.append(fill)
+                    fill = 0
+                fill += size
+            want.append(fill)
+            assert writes[1:] == want, (batch, writes, want)
+            assert (len(want) == 1) == (batch == 1024)
+            c.close()
+
+
 async def test_last_event_id_older_than_the_ring_gets_resync_with_the_count():
     hub = Hub(size=4, heartbeat=0)
     ids = [hub.publish("e%d" % i) for i in range(1, 11)]  # keeps 7..10
@@ -560,9 +599,17 @@ async def test_server_closes_a_connection_that_sends_no_request_line():
         hub.publish("through the server")
         await ev.until(b"data: through the server\n\n")
         ev.close()
+        # a head of more than 64 lines is cut short, no answer
+        chatty = await rig.client(path=None)
+        await chatty.send(b"GET /ping HTTP/1.1\r\n" + b"X-A: b\r\n" * 70 + b"\r\n")
+        await chatty.until_closed()
+        assert chatty.buf == b"", chatty.buf
         # a connection that hangs up at once is closed without fuss
         gone = await rig.client(path=None)
         gone.close()
+        ok = await rig.client("/ping")
+        await ok.until_closed()
+        assert ok.body == b"pong"
         assert app.timeouts == 3
 
 
