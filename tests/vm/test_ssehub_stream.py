@@ -546,29 +546,47 @@ async def test_a_client_that_falls_behind_gets_resync_then_the_oldest_kept():
 
 
 async def test_econnaborted_on_write_ends_the_stream_quietly():
-    # ECONNABORTED (113) cannot be provoked on Linux loopback; a writer that
-    # raises it stands in for the ESP32 socket here.
+    # ECONNABORTED (113) cannot be provoked on Linux loopback: here a stream
+    # whose writes raise it stands in for the ESP32's socket.
+    from microdot import Response
+
     class Aborting:
-        out_buf = b""
-        s = None
+        def __init__(self, ok_writes=0):
+            self.s = socket.socket()  # what the hub probes for hang-ups
+            self.out_buf = b""
+            self.ok_writes = ok_writes
 
         def write(self, data):
+            if self.ok_writes:
+                self.ok_writes -= 1
+                return
             raise OSError(113)
 
         async def drain(self):
             pass
 
-    class Req:
+    class Request:
         headers = {}
-        sock = (None, Aborting())
+
+        def __init__(self, ok_writes=0):
+            self.sock = (None, Aborting(ok_writes))
 
     hub = Hub(heartbeat=0)
-    Aborting.s = hub  # anything that is not None: "MicroPython stream"
-    res = await hub.serve(Req())
-    from microdot import Response
-    assert res is Response.already_handled
+    # on the response head
+    for _ in range(2):  # the slot is back for the next one
+        req = Request()
+        assert await hub.serve(req) is Response.already_handled
+        assert hub.clients == 0
+        req.sock[1].s.close()
+    # on a live event written by publish()
+    req = Request(ok_writes=1)
+    task = asyncio.create_task(hub.serve(req))
+    await wait_until(lambda: hub._slots[0].state == 2, what="live")
+    hub.publish("x")  # raises nothing here
+    await wait_until(lambda: task.done(), what="stream to end")
     assert hub.clients == 0
-    await wait_until(lambda: hub._ticker is None, what="ticker to stop")
+    req.sock[1].s.close()
+    assert hub.stats()["clients_peak"] == 1 and hub.dropped == 0
 
 
 # -- Server: the request head deadline -----------------------------------------
