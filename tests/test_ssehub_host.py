@@ -15,7 +15,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
-from microdot import Microdot  # noqa: E402
 from microdot.sse import SSE  # noqa: E402
 
 from ssehub import Hub, Server, format_event  # noqa: E402

@@ -473,7 +473,7 @@ async def test_slot_released_when_the_head_write_fails():
         c.reset()
         await asyncio.sleep_ms(20)
         gate.set()
-        await wait_until(lambda: gate.is_set() and hub.clients == 0 and hub.stats()["clients_peak"] == 1,
+        await wait_until(lambda: hub.clients == 0 and hub.clients_peak == 1,
                          what="slot claimed and freed")
 
 
