@@ -64,7 +64,7 @@ function showCamera(c) {
 }
 
 function showStreams(d) {
-  if (d.clients != null) setText(facts.streams, d.clients + " in use of " + num(d.clients_max));
+  if (d.clients != null) setText(facts.streams, d.clients + " of " + num(d.clients_max) + " in use");
 }
 
 function warn(message, at) {
@@ -75,7 +75,10 @@ function warn(message, at) {
   while (list.childElementCount > 5) list.lastElementChild.remove();
 }
 
+let statusAt = 0;
+
 async function refreshStatus() {
+  statusAt = Date.now();
   try {
     const s = await getJSON("api/status");
     if (s.board) setText(facts.board, String(s.board));
@@ -280,7 +283,7 @@ const stream = new Stream("events", {
   },
   state() {
     showConnection();
-    if (stream.state === "live") refreshStatus();
+    if (stream.state === "live" && Date.now() - statusAt > 3000) refreshStatus();
   },
 });
 
@@ -324,10 +327,11 @@ async function settingsChanged(keys) {
 
 // ---- start ------------------------------------------------------------------
 
+// one request after the other: the board has few sockets to spare
 stream.open();
-refreshStatus();
-refreshSnapshot();
-getJSON("api/settings").then(applyTiming, () => {});
+refreshStatus()
+  .then(() => getJSON("api/settings").then(applyTiming, () => {}))
+  .then(refreshSnapshot);
 setInterval(() => {
   stream.tick();
   showConnection();

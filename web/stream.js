@@ -40,6 +40,8 @@ export class Stream {
     this.retryAt = 0; // when the next attempt is due (ms), 0 when unknown
     this.fails = 0;
     this.busyCount = 0;
+    this.busyAt = 0;
+    this.busyRetry = 3000;
     this.staleMs = 20000;
     this.timer = 0;
     this.graceTimer = 0;
@@ -97,7 +99,8 @@ export class Stream {
       return;
     }
     // CONNECTING: the browser retries by itself after its reconnection time
-    if (this.state === "busy") {
+    if (this.state === "busy" && Date.now() - this.busyAt < 2000) {
+      // the board said busy and closed the stream, as it does
       this.retryAt = Date.now() + this.busyRetry;
       this.on.state(this.state); // new countdown
       return;
@@ -119,16 +122,17 @@ export class Stream {
 
   busy(e) {
     clearTimeout(this.graceTimer);
+    this.busyAt = Date.now();
     this.busyCount++;
     let retry = 0;
     try {
       const d = JSON.parse(e.data);
       retry = d.retry_ms || d.retry || 0;
     } catch (err) { /* a plain-text busy message */ }
-    this.busyRetry = retry > 0 ? retry : 5000;
+    if (retry > 0) this.busyRetry = retry; // else the board's `retry:`, 3 s by default
     this.on.mark("busy", { count: this.busyCount });
     if (this.busyCount > BUSY_NATIVE) {
-      // back off further than the board asks: 10 s, 20 s, 40 s, 60 s...
+      // back off further than the board asks: doubling, up to a minute
       const ms = Math.min(60000, this.busyRetry * 2 ** (this.busyCount - BUSY_NATIVE));
       this.schedule(ms, "busy");
     } else {

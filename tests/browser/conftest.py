@@ -7,7 +7,7 @@ Fixtures:
 - ``board``: a virtual board playing the default scene, with an admin
   password and fast telemetry, shared by the read-only tests of a module.
 - ``own_board``: the same, for one test only (Wi-Fi drops, restarts,
-  settings writes).
+  settings writes); ``make_board(**settings)`` for one with other settings.
 - ``open_page(board, color_scheme="light")``: a phone-sized page on the
   board's dashboard; every request it makes is kept in ``page.requests`` and
   every console error or uncaught exception in ``page.errors``.
@@ -41,11 +41,11 @@ class Board:
     """A virtual board that can be killed and started again on the same
     flash folder and port (a power cycle), or lose its Wi-Fi for a while."""
 
-    def __init__(self, fs, tmp_path):
+    def __init__(self, fs, tmp_path, **settings):
         self.tmp = tmp_path
         self.flash = tmp_path / "flash"
         shutil.copytree(fs, self.flash)
-        write_settings(self.flash, admin_password=ADMIN_PASSWORD, **BOARD_SETTINGS)
+        write_settings(self.flash, admin_password=ADMIN_PASSWORD, **dict(BOARD_SETTINGS, **settings))
         self.port = free_port()
         self.vb = None
 
@@ -101,6 +101,21 @@ def own_board(vboard_fs, tmp_path):
     try:
         yield b
     finally:
+        b.stop()
+
+
+@pytest.fixture
+def make_board(vboard_fs, tmp_path):
+    """``make_board(**settings)``: a board of this test's own with extra settings."""
+    boards = []
+
+    def make(**settings):
+        b = Board(vboard_fs, tmp_path / ("b%d" % len(boards)), **settings)
+        boards.append(b)
+        return b.start()
+
+    yield make
+    for b in boards:
         b.stop()
 
 

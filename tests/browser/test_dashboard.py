@@ -101,7 +101,7 @@ def test_telemetry_updates(board, open_page):
     points = page.get_attribute('.tile[data-key="heap_free"] polyline', "points")
     assert len(points.split()) >= 3
     expect(page.locator("#s-uptime")).to_have_text(re.compile(r"\d+ (s|min)"))
-    expect(page.locator("#s-streams")).to_have_text(re.compile(r"^\d+ in use of \d+$"))
+    expect(page.locator("#s-streams")).to_have_text(re.compile(r"^\d+ of \d+ in use$"))
     status = board_json(board, "api/status")
     expect(page.locator("#s-version")).to_have_text(str(status["version"]))
     expect(page.locator("#age")).to_have_text(re.compile(r"^\d+ s ago$"))
@@ -212,3 +212,18 @@ def test_phone_screenshots(board, open_page):
         dark = sum(int(c) for c in re.findall(r"\d+", bg)[:3]) < 200
         assert dark == (scheme == "dark"), bg
         assert page.errors == []
+
+
+def test_busy_board_keeps_trying(make_board, open_page):
+    board = make_board(streams_max=1)
+    first = open_page(board)
+    wait_state(first, "live")
+    second = open_page(board)
+    wait_state(second, "busy", timeout=15000)
+    expect(second.locator("#conn-text")).to_contain_text("Device busy")
+    expect(second.locator("#log-list li[data-name=busy]")).to_have_count(1)
+    # the slot frees up: the waiting page gets in by itself
+    first.close()
+    wait_state(second, "live", timeout=20000)
+    wait_events(second, 1)
+    assert unexpected(second.errors) == []
