@@ -153,20 +153,16 @@ def write_manifest(board_id, out_fs):
             rel = os.path.relpath(path, out_fs).replace(os.sep, "/")
             entries.append({"path": rel, "size": os.path.getsize(path), "sha256": _sha256(path)})
     manifest = {"board": board_id, "version": app_version(), "files": entries}
-    with open(os.path.join(build_dir(board_id), "manifest.json"), "w") as f:
+    path = os.path.join(build_dir(board_id), "manifest.json")
+    with open(path + ".new", "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
+    os.replace(path + ".new", path)
     return manifest
 
 
-def build(board_id, log=print):
-    """Build ``build/<board_id>/fs`` from scratch and return its manifest."""
-    board = boards.get(board_id)
+def _fill(board, out_fs):
+    """Compile and copy everything into ``out_fs``; return (modules, assets)."""
     arch = board["arch"]
-    out_fs = fs_dir(board_id)
-    if os.path.isdir(out_fs):
-        shutil.rmtree(out_fs)
-    os.makedirs(out_fs)
-
     compiled = 0
     for src in _python_files(FIRMWARE_DIR):
         rel = os.path.relpath(src, FIRMWARE_DIR)
@@ -195,7 +191,34 @@ def build(board_id, log=print):
     with open(os.path.join(out_fs, "board.json"), "w") as f:
         json.dump(info, f, sort_keys=True, separators=(",", ":"))
 
+    return compiled, assets
+
+
+def build(board_id, log=print):
+    """Build ``build/<board_id>/fs`` from scratch and return its manifest."""
+    board = boards.get(board_id)
+    arch = board["arch"]
+    # Built beside the old tree and swapped in at the end, so a reader (a
+    # deploy, `make run`) never sees half a build.
+    final_fs = fs_dir(board_id)
+    out_fs = "%s.new-%d" % (final_fs, os.getpid())
+    if os.path.isdir(out_fs):
+        shutil.rmtree(out_fs)
+    os.makedirs(out_fs)
+
+    try:
+        compiled, assets = _fill(board, out_fs)
+    except BaseException:
+        shutil.rmtree(out_fs, ignore_errors=True)
+        raise
     manifest = write_manifest(board_id, out_fs)
+    old = "%s.old-%d" % (final_fs, os.getpid())
+    if os.path.isdir(final_fs):
+        os.rename(final_fs, old)
+    os.rename(out_fs, final_fs)
+    if os.path.isdir(old):
+        shutil.rmtree(old)
+    out_fs = final_fs
     total = sum(e["size"] for e in manifest["files"])
     log("build: %s (%s, -march=%s): %d modules compiled, %d web assets, %d files, %d bytes -> %s"
         % (board_id, board["name"], arch, compiled, len(assets), len(manifest["files"]), total,

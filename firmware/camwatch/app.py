@@ -1,66 +1,277 @@
-"""Wiring: build the board, the web app and the loops, then run them."""
+"""Wiring: the board, settings, hub, loops and web server, run on one loop.
+
+The detection loop and the telemetry loop publish into the hub; every
+/events stream reads from it. Routes only connect requests to the hub, the
+settings and the board.
+"""
 
 import asyncio
 import gc
 import json
 import time
 
-from microdot import Microdot, Response
+from microdot import Response
 
 import camwatch
 from camwatch import board as board_layer
+from camwatch.settings import DETECTION, Settings, SettingsError
+from camwatch.status import Status
+from camwatch.telemetry import Telemetry
+from camwatch.wifi import WiFi
+from ssehub import Hub, Server
 
-DEFAULT_HTTP_PORT = 80
+CAMERA_BACKOFF_MAX_S = 30
+WATCHDOG_MS = 30000
+# Settings read once at start (the hub's ring and slots are preallocated);
+# every other setting applies live.
+RESTART_KEYS = ("ring_size", "streams_max", "heartbeat_s", "http_port", "hostname", "wifi_ssid",
+                "wifi_timeout_s", "ap_password")
+REQUEST_TIMEOUT_S = 5  # a connection that sends no request in this long is closed
 
 
-def make_app(board):
-    app = Microdot()
-    started = time.ticks_ms()
+class App:
+    """The whole application; ``run()`` starts it."""
+
+    def __init__(self):
+        gc.collect()
+        self.board = board = board_layer.load()
+        overrides = {"streams_max": board.info["streams_max"]}
+        overrides.update(board.settings_overrides)
+        self.settings = Settings(overrides=overrides)
+        self._load_warnings = self.settings.load()
+        s = self.settings
+        self.hub = Hub(size=s["ring_size"], max_clients=s["streams_max"],
+                       heartbeat=s["heartbeat_s"])
+        self.status = Status(self.hub)
+        self.fps = 0.0
+        self.camera_state = "starting"
+        self.camera = None
+        self.detector = None
+        self.telemetry = Telemetry(board, self.hub, s, self.status, lambda: self.fps)
+        self.wifi = WiFi(board, s, self.status, self._network_changed)
+        self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
+        self._net_up = asyncio.Event()
+        self._net_down = asyncio.Event()
+        add_routes(self)
+
+    # -- network and server ---------------------------------------------------
+
+    def _network_changed(self, up):
+        if up:
+            self._net_down.clear()
+            self._net_up.set()
+        else:
+            self._net_up.clear()
+            self._net_down.set()
+
+    def url(self):
+        host, port = self.board.http_bind(self.settings["http_port"])
+        ip = self.wifi.ip or host
+        return "http://%s%s/" % (ip, "" if port == 80 else ":%d" % port)
+
+    async def serve(self):
+        """Serve while the board has an address; stop and drop streams when not."""
+        while True:
+            await self._net_up.wait()
+            host, port = self.board.http_bind(self.settings["http_port"])
+            task = asyncio.create_task(self.web.start_server(host=host, port=port))
+            await asyncio.sleep_ms(0)
+            print("camwatch: dashboard at " + self.url())
+            await self._net_down.wait()
+            self.web.shutdown()
+            self.hub.close()
+            try:
+                await task
+            except Exception as exc:  # the server failed; start again on the next up
+                self.status.report("warning", "web server stopped: %r" % exc)
+
+    # -- detection ------------------------------------------------------------
+
+    def _camera(self, state, message):
+        if state != self.camera_state:
+            self.camera_state = state
+            self.status.report("camera", message, {"state": state})
+
+    async def detect(self):
+        """Read frames, run the detector, publish motion; retry a failing
+        camera with backoff while the rest of the board keeps working."""
+        from camwatch.motion import Detector
+
+        backoff = 1
+        while True:
+            cam = None
+            try:
+                cam = self.camera = self.board.camera()
+                if self.detector is None:
+                    self.detector = Detector(cam.width, cam.height, self.detection_settings())
+                else:
+                    self.detector.reset()
+                self._camera("ok", "camera running, %dx%d" % (cam.width, cam.height))
+                backoff = 1
+                await self._frames(cam, self.detector)
+            except OSError as exc:
+                self.fps = 0.0
+                self._camera("error", "camera error %r; retrying in %d s" % (exc, backoff))
+                if cam is not None:
+                    cam.close()
+                self.camera = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, CAMERA_BACKOFF_MAX_S)
+
+    async def _frames(self, cam, detector):
+        settings = self.settings
+        frames = 0
+        since = time.ticks_ms()
+        frame_size = [cam.width, cam.height]
+        while True:
+            start = time.ticks_ms()
+            event = detector.process(cam.capture(), start)
+            if event is not None:
+                kind, data = event
+                data["phase"] = kind
+                data["frame"] = frame_size
+                data["t"] = time.ticks_diff(start, self.telemetry.started)  # uptime, ms
+                self.hub.publish(data, event="motion")
+                self.board.led("status", kind != "end")
+            frames += 1
+            spent = time.ticks_diff(time.ticks_ms(), since)
+            if spent >= 2000:
+                self.fps = frames * 1000 / spent
+                frames = 0
+                since = time.ticks_ms()
+            wait = 1000 // settings["fps_max"] - time.ticks_diff(time.ticks_ms(), start)
+            await asyncio.sleep_ms(wait if wait > 0 else 0)
+
+    def detection_settings(self):
+        return {k: self.settings[k] for k in DETECTION}
+
+    # -- settings -------------------------------------------------------------
+
+    def apply_settings(self, changed):
+        """Apply changed settings live where possible."""
+        if self.detector is not None and any(k in DETECTION for k in changed):
+            self.detector.configure(self.detection_settings())
+        later = [k for k in changed if k in RESTART_KEYS]
+        self.status.report("settings", "changed: " + ", ".join(changed)
+                           + ("; applies after a restart: " + ", ".join(later) if later else ""),
+                           {"changed": changed, "restart_needed": later})
+
+    # -- the rest -------------------------------------------------------------
+
+    async def watchdog(self):
+        self.board.start_watchdog(WATCHDOG_MS)
+        while True:
+            self.board.feed_watchdog()
+            await asyncio.sleep(WATCHDOG_MS // 3000)
+
+    def status_json(self):
+        stats = self.hub.stats()
+        return {
+            "version": camwatch.__version__,
+            "board": self.board.info.get("id"),
+            "uptime_s": self.telemetry.uptime_s(),
+            "heap_free": self.telemetry.heap(),
+            "heap_min_free": self.telemetry.heap_min_free,
+            "clients": stats["clients"],
+            "clients_max": stats["clients_max"],
+            "fps": round(self.fps, 1),
+            "camera": self.camera_state,
+            "wifi": {"state": self.wifi.state, "ip": self.wifi.ip, "ssid": self.wifi.ssid},
+            "last_event_id": stats["last_id"],
+            "published": stats["published"],
+            "dropped": stats["dropped"],
+            "resyncs": stats["resyncs"],
+            "warnings": self.status.warnings,
+        }
+
+    async def main(self):
+        info = self.board.info
+        self.status.report("boot", "camwatch %s on %s (%s reset)"
+                           % (camwatch.__version__, info.get("name"), self.board.reset_cause()),
+                           {"reason": self.board.reset_cause(), "version": camwatch.__version__,
+                            "board": info.get("id")})
+        for warning in self._load_warnings:
+            self.status.report("warning", warning)
+        asyncio.create_task(self.watchdog())
+        asyncio.create_task(self.wifi.run())
+        asyncio.create_task(self.telemetry.run())
+        asyncio.create_task(self.detect())
+        await self.serve()
+
+
+def add_routes(app):
+    web = app.web
     try:
-        with open("/web/assets.json") as f:
+        with open("web/assets.json") as f:
             assets = json.load(f)
-    except OSError:
+    except (OSError, ValueError):
         assets = {}
+        app._load_warnings.append("web/assets.json missing: the dashboard is not installed")
 
-    @app.get("/")
-    async def index(request):
-        return _asset(request, "index.html")
-
-    def _asset(request, name):
+    def asset(request, name):
         meta = assets.get(name)
         if meta is None:
-            return "not found", 404
+            return {"error": "not found"}, 404
         etag = '"' + meta["etag"] + '"'
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if request.headers.get("If-None-Match") == etag:
             return "", 304, headers
-        res = Response.send_file("/web/" + name + ".gz", content_type=meta["type"],
+        res = Response.send_file("web/" + name + ".gz", content_type=meta["type"],
                                  compressed=True)
         res.headers.update(headers)
         return res
 
-    @app.get("/api/status")
+    @web.get("/")
+    async def index(request):
+        return asset(request, "index.html")
+
+    @web.get("/events")
+    async def events(request):
+        return await app.hub.serve(request)
+
+    @web.get("/api/status")
     async def status(request):
-        gc.collect()
-        return {
-            "version": camwatch.__version__,
-            "board": board.info.get("id"),
-            "uptime_s": time.ticks_diff(time.ticks_ms(), started) // 1000,
-            "heap_free": gc.mem_free(),
-        }
+        return app.status_json()
+
+    @web.get("/api/settings")
+    async def get_settings(request):
+        return app.settings.public()
+
+    @web.post("/api/settings")
+    async def post_settings(request):
+        body = request.json
+        if not isinstance(body, dict):
+            return {"error": "send JSON: {\"password\": ..., \"settings\": {...}}"}, 400
+        if not app.settings.check_password(body.get("password")):
+            if not app.settings["admin_hash"]:
+                return {"error": "no admin password is set on this board; "
+                                 "set one with `make deploy`"}, 403
+            return {"error": "wrong admin password"}, 401
+        try:
+            changed = app.settings.update(body.get("settings"))
+        except SettingsError as exc:
+            return {"error": str(exc), "field": exc.field, "reason": exc.reason}, 400
+        if changed:
+            app.apply_settings(changed)
+        return {"settings": app.settings.public(), "changed": changed}
+
+    @web.get("/snapshot")
+    async def snapshot(request):
+        cam = app.camera
+        if cam is None:
+            return {"error": "camera not running", "camera": app.camera_state}, 503
+        try:
+            content_type, data = cam.snapshot()
+        except OSError as exc:
+            return {"error": "snapshot failed: %r" % exc}, 503
+        return data, 200, {"Content-Type": content_type, "Cache-Control": "no-store"}
 
     # last: routes match in order, and this one matches every path
-    @app.get("/<path:name>")
+    @web.get("/<path:name>")
     async def static(request, name):
-        return _asset(request, name)
-
-    return app
+        return asset(request, name)
 
 
 def run():
-    board = board_layer.load()
-    app = make_app(board)
-    host, port = board.http_bind(DEFAULT_HTTP_PORT)
-    print("camwatch %s on %s: dashboard at http://%s:%d/"
-          % (camwatch.__version__, board.info.get("id"), board.address(), port))
-    asyncio.run(app.start_server(host=host, port=port))
+    app = App()
+    asyncio.run(app.main())

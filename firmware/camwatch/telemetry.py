@@ -31,6 +31,8 @@ class Telemetry:
         return time.ticks_diff(time.ticks_ms(), self.started) // 1000
 
     def heap(self):
+        """Free heap after a collection (live data only), tracking the low mark."""
+        gc.collect()
         free = gc.mem_free()
         if free < self.heap_min_free:
             self.heap_min_free = free
@@ -46,7 +48,7 @@ class Telemetry:
             "heap_largest": self.board.heap_largest_free(),
             "rssi": self.board.wifi.rssi(),
             "temperature": self.board.temperature(),
-            "fps": self.fps(),
+            "fps": round(self.fps(), 1),
             "clients": stats["clients"],
             "clients_max": stats["clients_max"],
             "published": stats["published"],
