@@ -203,7 +203,8 @@ def test_snapshot_is_a_grey_bmp_of_the_last_frame():
     cam = SceneCamera("crossing")
     for _ in range(30):
         view = cam.capture()
-    kind, data = cam.snapshot()
+    kind, chunks = cam.snapshot()
+    data = b"".join(chunks)
     assert kind == "image/bmp" and data[:2] == b"BM"
     head = 14 + 40 + 1024
     assert len(data) == head + W * H

@@ -390,26 +390,41 @@ class SceneCamera:
                       self._noise, start, amp)
 
     def snapshot(self):
-        """The last frame as an image: ``("image/bmp", bytes)``, 8-bit grey.
+        """The last frame as an 8-bit grey BMP: ``("image/bmp", chunks)``.
 
-        Captures one first if nothing was captured yet.
+        ``chunks`` is a generator of bytes (the header, then 8 rows at a
+        time, bottom-up as BMP stores them), read from the live frame buffer
+        as the response goes out: no frame-sized copy, which the heap of a
+        busy board may not have in one piece. A frame captured while it is
+        being sent can show in the lower rows. Captures one first if nothing
+        was captured yet.
         """
         if self.frame < 0:
             self.capture()
+        return "image/bmp", self._bmp_chunks()
+
+    def _bmp_chunks(self, rows_per_chunk=8):
         w, h = self.width, self.height
         stride = (w + 3) & ~3
         head = 14 + 40 + 1024
-        out = bytearray(head + stride * h)
-        struct.pack_into("<2sIHHI", out, 0, b"BM", len(out), 0, 0, head)
+        out = bytearray(head)
+        struct.pack_into("<2sIHHI", out, 0, b"BM", head + stride * h, 0, 0, head)
         struct.pack_into("<IiiHHIIiiII", out, 14, 40, w, h, 1, 8, 0, stride * h, 2835, 2835,
                          256, 256)
         for i in range(256):
             out[54 + 4 * i] = out[55 + 4 * i] = out[56 + 4 * i] = i
+        yield bytes(out)
+        del out
+        pad = bytes(stride - w)
         view = self._view
-        for row in range(h):  # BMP rows go bottom-up
-            dst = head + (h - 1 - row) * stride
-            out[dst:dst + w] = view[row * w:row * w + w]
-        return "image/bmp", bytes(out)
+        row = h
+        while row > 0:
+            chunk = bytearray()
+            for r in range(row - 1, max(row - rows_per_chunk, 0) - 1, -1):
+                chunk += view[r * w:r * w + w]
+                chunk += pad
+            row -= rows_per_chunk
+            yield bytes(chunk)
 
     def close(self):
         """Stop using this camera; its frame buffer goes to the next SceneCamera.
