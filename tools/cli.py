@@ -62,6 +62,11 @@ def cmd_run(args):
     vboard.run_forever(vb)
 
 
+def cmd_bench(args):
+    from tools import bench
+    bench.main(seconds=args.seconds)
+
+
 def register_core(sub):
     p = sub.add_parser("boards", help="list the boards in boards.json")
     p.set_defaults(func=cmd_boards)
@@ -85,6 +90,12 @@ def register_core(sub):
     p.add_argument("--dry-run", action="store_true",
                    help="check what the build needs and print its commands without running them")
     p.set_defaults(func=cmd_firmware)
+
+    p = sub.add_parser("bench", help="speed and memory figures: SSE formatting, detection, "
+                                     "heap with 4 streams (prints, asserts nothing)")
+    p.add_argument("--seconds", type=int, default=30,
+                   help="how long the 4-stream heap run lasts (default %(default)s)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="build and start the virtual board (Ctrl-C stops it)")
     add_board_arg(p, default="vboard")
