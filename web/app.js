@@ -161,6 +161,14 @@ snap.onerror = () => { snap.dataset.missing = "1"; snapshotDone(); };
 snap.addEventListener("load", () => { snap.dataset.missing = "0"; });
 $("snap-btn").onclick = refreshSnapshot;
 
+// Scores are percent of the watched area that changed (1..100); a fraction
+// (0..1) from another firmware is shown the same way.
+function pct(v) {
+  if (typeof v !== "number") return null;
+  return v < 1 && !Number.isInteger(v) ? v * 100 : v;
+}
+const pctText = (v) => (pct(v) === null ? "—" : Math.round(pct(v)) + "%");
+
 function setRect(el, r) {
   el.setAttribute("x", r[0]);
   el.setAttribute("y", r[1]);
@@ -178,8 +186,8 @@ function fillEpisode(li, start, dur, peak, now) {
   const c = li.children;
   c[0].textContent = clock(start);
   c[1].textContent = now ? "now" : (dur / 1000).toFixed(1) + " s";
-  c[2].value = Math.min(1, peak > 1 ? peak / 100 : peak);
-  c[3].textContent = "peak " + num(peak, 2);
+  c[2].value = Math.min(1, (pct(peak) || 0) / 100);
+  c[3].textContent = "peak " + pctText(peak);
   li.classList.toggle("now", !!now);
 }
 
@@ -210,9 +218,11 @@ function onMotion(d) {
   badge.dataset.on = active ? "1" : "0";
   setText(badge, active ? "Motion now" : "No motion");
   const box = Array.isArray(d.bbox) ? d.bbox[2] + "×" + d.bbox[3] + " at " + d.bbox[0] + "," + d.bbox[1] : "";
-  const text = d.phase + " · score " + num(d.score, 2) + " · " + num(d.blocks) + " blocks · " + box;
-  setText($("motion-info"), active ? "Motion: score " + num(d.score, 2) + ", " + num(d.blocks) + " blocks, box " + box
-    : "Last motion ended " + clock(now) + ", lasted " + (num(d.duration_ms / 1000, 1, " s")));
+  const lasted = num(d.duration_ms / 1000, 1, " s");
+  const text = active ? d.phase + " · " + pctText(d.score) + " changed · " + num(d.blocks) + " blocks · box " + box
+    : "end · lasted " + lasted + " · peak " + pctText(d.peak_score) + " · box " + box;
+  setText($("motion-info"), active ? "Motion: " + pctText(d.score) + " of the picture changed, box " + box
+    : "Last motion ended " + clock(now) + ", lasted " + lasted);
 
   if (d.phase === "start" || (active && !episode)) {
     if (episodes.querySelector(".empty")) episodes.textContent = "";

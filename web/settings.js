@@ -209,7 +209,7 @@ export class SettingsForm {
       if (f) f.input.focus();
       return;
     }
-    if (!res.ok) return this.say("Not saved: the board answered " + res.status + ".");
+    if (!res.ok) return this.say("Not saved: " + (body.error || "the board answered " + res.status) + ".");
     this.pw.value = "";
     this.savedAt = Date.now();
     this.values = body.settings || this.values;
