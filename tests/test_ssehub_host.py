@@ -31,9 +31,30 @@ CASES = [
 
 
 @pytest.mark.parametrize("args,kwargs", CASES)
+def run(coro):
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps
+    an event loop running in the main thread for the whole session."""
+    import threading
+
+    result = {}
+
+    def target():
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the test's thread
+            result["error"] = exc
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(60)
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
 def test_format_event_matches_upstream(args, kwargs):
     sse = SSE()
-    asyncio.run(sse.send(*args, **kwargs))
+    run(sse.send(*args, **kwargs))
     assert format_event(*args, **kwargs) == sse.queue[0]
 
 
@@ -109,4 +130,4 @@ def test_hub_and_server_on_cpython():
             app.shutdown()
             await asyncio.wait_for(server, 3)
 
-    asyncio.run(main())
+    run(main())
