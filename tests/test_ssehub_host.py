@@ -30,7 +30,6 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,kwargs", CASES)
 def run(coro):
     """asyncio.run in a thread of its own: the browser tests' Playwright keeps
     an event loop running in the main thread for the whole session."""
@@ -52,6 +51,7 @@ def run(coro):
     return result.get("value")
 
 
+@pytest.mark.parametrize("args,kwargs", CASES)
 def test_format_event_matches_upstream(args, kwargs):
     sse = SSE()
     run(sse.send(*args, **kwargs))
