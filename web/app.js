@@ -100,7 +100,7 @@ async function refreshStatus() {
 
 const tiles = {};
 for (const tile of document.querySelectorAll(".tile")) {
-  tiles[tile.dataset.key] = { out: tile.querySelector("output"), spark: new Spark(tile.querySelector("svg"), 60) };
+  tiles[tile.dataset.key] = { out: tile.querySelector(".v"), spark: new Spark(tile.querySelector("svg"), 60) };
 }
 const tileText = {
   heap_free: (v) => kb(v),
@@ -354,4 +354,4 @@ document.addEventListener("visibilitychange", () => {
 // free the board's stream slot as soon as the page goes away
 window.addEventListener("pagehide", () => stream.close());
 window.addEventListener("pageshow", (e) => { if (e.persisted) stream.open(); });
-window.cb = { stream, log }; // for the console and the tests
+window.camwatch = { stream, log }; // for the console; also tells index.html we started

@@ -136,7 +136,11 @@ def open_page(browser):
         page.on("pageerror", lambda e: page.errors.append("uncaught: %s" % e))
         page.on("console", lambda m: m.type == "error" and page.errors.append(
             "console: %s (%s)" % (m.text, m.location.get("url", ""))))
-        page.goto(board.url + path)
+        page.loads = []  # one per (re)load of the page
+        page.on("framenavigated", lambda f: f == page.main_frame and page.loads.append(f.url))
+        # "commit": the page reloads itself if a file never arrives, which
+        # would interrupt a goto that waits for the load event
+        page.goto(board.url + path, wait_until="commit")
         return page
 
     yield open_

@@ -40,6 +40,8 @@ def test_loads_from_the_board_only(board, open_page):
     page = open_page(board)
     wait_state(page, "live")
     wait_events(page, 1)
+    # every file arrived the first time: the page did not have to reload itself
+    assert len(page.loads) == 1, page.loads
     # the picture and the lazily loaded settings module are requests too
     page.wait_for_function("document.getElementById('snap').complete")
     page.click("#settings summary")
@@ -92,7 +94,7 @@ def test_motion_box_moves(board, open_page):
 def test_telemetry_updates(board, open_page):
     page = open_page(board)
     wait_state(page, "live")
-    heap = page.locator('.tile[data-key="heap_free"] output')
+    heap = page.locator('.tile[data-key="heap_free"] .v')
     expect(heap).to_have_text(re.compile(r"^\d+\.\d KB$"))
     wait_events(page, 3)
     n = telemetry_count(page)
