@@ -177,3 +177,16 @@ def test_install_on_the_virtual_board_ends_with_a_url_that_answers(blank_vboard,
     assert settings["wifi_ssid"] == "home"
     assert "letmein" not in json.dumps(settings)
     assert "admin_hash" in settings
+
+
+def test_without_a_port_the_running_virtual_board_is_offered(tmp_path, monkeypatch):
+    from tools import ToolError, ports
+
+    tty = tmp_path / "tty"
+    tty.write_text("")
+    monkeypatch.setattr(ports, "VBOARD_TTY", str(tty))
+    with pytest.raises(ToolError) as err:
+        ports.require(None, "deploy", ports=[])
+    msg = str(err.value)
+    assert "the virtual board (make run)" in msg
+    assert msg.endswith("make deploy PORT=%s" % os.path.relpath(str(tty)))

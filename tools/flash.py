@@ -16,6 +16,7 @@ import zipfile
 
 from tools import ToolError, boards
 from tools import firmware as fwtool
+from tools import ports as ports_mod
 
 ESP_IMAGE_MAGIC = 0xE9
 _SIZES = {"4MB": 4 << 20, "8MB": 8 << 20, "16MB": 16 << 20}
@@ -114,52 +115,9 @@ def esptool_commands(board, port, image, baud=None, erase=True):
     return cmds
 
 
-def serial_ports():
-    """The serial ports pyserial finds on this machine."""
-    from serial.tools import list_ports
-
-    return list(list_ports.comports())
-
-
-def _describe_ports(ports):
-    lines = []
-    for p in sorted(ports, key=lambda p: (getattr(p, "vid", None) is None, p.device)):
-        desc = p.description if p.description and p.description != "n/a" else ""
-        hwid = p.hwid if p.hwid and p.hwid != "n/a" else ""
-        lines.append(("  %-16s %s %s" % (p.device, desc, "(%s)" % hwid if hwid else "")).rstrip())
-    return lines
-
-
-_CHECKLIST = (
-    "Check that:\n"
-    "  - the board is plugged in with a USB cable that carries data (some only charge);\n"
-    "    an ESP32-CAM needs its USB adapter board (ESP32-CAM-MB) or a USB-serial adapter;\n"
-    "  - the USB-serial driver is loaded (CP210x or CH340): `dmesg | tail` right after\n"
-    "    plugging in should name a ttyUSB or ttyACM device;\n"
-    "  - you may open it: join the dialout group (`sudo usermod -aG dialout $USER`, then\n"
-    "    log in again).\n")
-
-
 def no_port_error(board_id, ports):
-    """The ToolError for a flash without a port, given the ports found.
-
-    ports: pyserial ``ListPortInfo`` objects (or anything with ``device``,
-    ``description``, ``hwid`` and ``vid``).
-    """
-    usb = sorted((p for p in ports if getattr(p, "vid", None) is not None), key=lambda p: p.device)
-    if not usb:
-        found = ("no serial port given, and no USB serial port found (only: %s)."
-                 % ", ".join(sorted(p.device for p in ports))) if ports else \
-            "no serial port given, and none found on this machine."
-        return ToolError("%s %sThen run: make flash BOARD=%s PORT=/dev/ttyUSB0"
-                         % (found, _CHECKLIST, board_id))
-    example = usb[0].device
-    return ToolError(
-        "no serial port given. Serial ports found:\n%s\n"
-        "Pick the board's one (unplug the board and run again to see which one goes) and run:\n"
-        "  make flash BOARD=%s PORT=%s\n"
-        "(or: python -m tools flash --board %s --port %s)"
-        % ("\n".join(_describe_ports(ports)), board_id, example, board_id, example))
+    """The ToolError for a flash without a port, given the ports found."""
+    return ports_mod.no_port_error("flash BOARD=%s" % board_id, ports)
 
 
 def _run(cmd, erased):
@@ -194,7 +152,7 @@ def flash(board_id, port=None, firmware=None, baud=None, erase=True, dry_run=Fal
     if firmware:
         what = check_image(firmware, board)
     if not port:
-        raise no_port_error(board_id, (list_ports or serial_ports)())
+        raise no_port_error(board_id, (list_ports or ports_mod.serial_ports)())
     download = None
     if not firmware:
         if dry_run and not fwtool.is_cached(board, cache):
