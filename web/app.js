@@ -176,9 +176,16 @@ function setRect(el, r) {
   el.setAttribute("height", r[3]);
 }
 
+// The bars compare the listed episodes: the biggest peak fills its bar.
+function scaleBars() {
+  let top = 10;
+  for (const m of episodes.querySelectorAll("meter")) top = Math.max(top, m.value);
+  for (const m of episodes.querySelectorAll("meter")) m.max = top;
+}
+
 function episodeRow(start, dur, peak, now) {
   const li = document.createElement("li");
-  li.innerHTML = "<time></time><span></span><meter min=0 max=1></meter><b></b>";
+  li.innerHTML = "<time></time><span></span><meter min=0 max=100></meter><b></b>";
   fillEpisode(li, start, dur, peak, now);
   return li;
 }
@@ -186,7 +193,7 @@ function fillEpisode(li, start, dur, peak, now) {
   const c = li.children;
   c[0].textContent = clock(start);
   c[1].textContent = now ? "now" : (dur / 1000).toFixed(1) + " s";
-  c[2].value = Math.min(1, (pct(peak) || 0) / 100);
+  c[2].value = pct(peak) || 0;
   c[3].textContent = "peak " + pctText(peak);
   li.classList.toggle("now", !!now);
 }
@@ -230,12 +237,15 @@ function onMotion(d) {
     episode.li = episodeRow(start, 0, episode.peak, true);
     episodes.prepend(episode.li);
     while (episodes.childElementCount > 10) episodes.lastElementChild.remove();
+    scaleBars();
   } else if (episode && active) {
     if (d.score > episode.peak) episode.peak = d.score;
     fillEpisode(episode.li, episode.start, 0, episode.peak, true);
+    scaleBars();
   } else if (d.phase === "end" && episode) {
     const peak = d.peak_score != null ? d.peak_score : episode.peak;
     fillEpisode(episode.li, episode.start, d.duration_ms || now - episode.start, peak, false);
+    scaleBars();
     episode = null;
   }
   refreshSnapshot();

@@ -9,11 +9,13 @@ import { getJSON } from "./ui.js";
 const KNOWN = {
   sensitivity: ["Sensitivity", "1–100; higher reacts to smaller changes"],
   min_blocks: ["Minimum blocks", "changed blocks that count as motion"],
+  min_area: ["Minimum area (blocks)", "changed blocks that count as motion"],
   threshold: ["Pixel threshold", "grey-level change that marks a block"],
   start_frames: ["Start after frames", ""],
   end_frames: ["End after quiet frames", ""],
   update_ms: ["Update every (ms)", "while motion lasts"],
   masks: ["Ignored areas", "JSON list of [x, y, w, h] in frame pixels"],
+  mask: ["Ignored areas", "JSON list of [x, y, w, h] in frame pixels"],
   fps_max: ["Max frames/s", ""],
   telemetry_s: ["Telemetry every (s)", ""],
   heap_warn_bytes: ["Warn below free heap (bytes)", ""],

@@ -65,7 +65,7 @@ export class Spark {
       if (v !== null) { if (v < lo) lo = v; if (v > hi) hi = v; }
     }
     if (lo === Infinity) { this.line.setAttribute("points", ""); return; }
-    const span = hi - lo || 1;
+    const span = hi - lo;
     // until the ring is full the line is stretched over at least 12 slots
     const step = 100 / (Math.max(12, this.count) - 1);
     let pts = "";
@@ -74,7 +74,7 @@ export class Spark {
       const v = this.values[(this.next - this.count + i + n) % n];
       if (v === null) continue;
       const x = 100 - (this.count - 1 - i) * step;
-      const y = 28 - ((v - lo) / span) * 26;
+      const y = span ? 28 - ((v - lo) / span) * 26 : 15; // a steady value: a line in the middle
       pts += x.toFixed(1) + "," + y.toFixed(1) + " ";
     }
     this.line.setAttribute("points", pts);
