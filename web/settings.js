@@ -3,7 +3,7 @@
 // objects (masks) JSON text. Only changed fields are sent; the board checks
 // them and names the field it refuses.
 
-import { getJSON } from "./ui.js";
+import { getJSON, within } from "./ui.js";
 
 // Known keys: [label, hint]. Unknown keys still show, labelled by their name.
 const KNOWN = {
@@ -189,14 +189,14 @@ export class SettingsForm {
     this.savedAt = Date.now(); // the board's `settings` event may come first
     let res, body;
     try {
-      res = await fetch("api/settings", {
+      res = await fetch("api/settings", within(15000, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ password: this.pw.value, settings: changes }),
-      });
+      }));
       body = await res.json().catch(() => ({}));
     } catch (err) {
-      return this.say("The board did not answer; nothing was saved.");
+      return this.say("The board did not answer; the change may not be saved. Press Reload to check.");
     }
     if (res.status === 401) {
       this.error("password", body.error || "wrong password");

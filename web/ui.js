@@ -35,8 +35,16 @@ export function kb(bytes) {
   return bytes == null ? "—" : (bytes / 1024).toFixed(1) + " KB";
 }
 
+// Options for fetch() that give up after `ms`: a board short of sockets or
+// memory can leave a request hanging for good.
+export function within(ms, opts) {
+  opts = opts || {};
+  if (AbortSignal.timeout) opts.signal = AbortSignal.timeout(ms);
+  return opts;
+}
+
 export async function getJSON(url) {
-  const res = await fetch(url, { cache: "no-store" });
+  const res = await fetch(url, within(8000, { cache: "no-store" }));
   if (!res.ok) throw new Error(url + ": HTTP " + res.status);
   return res.json();
 }
