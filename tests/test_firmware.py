@@ -306,3 +306,23 @@ def test_four_streams_with_detection_stay_inside_the_heap(board):
     finally:
         for s in streams:
             s.close()
+
+
+def test_parallel_asset_requests_with_streams_open_all_succeed(board, vboard_fs):
+    # what a phone does on first load: every asset at once, 6 connections
+    from concurrent.futures import ThreadPoolExecutor
+
+    assets = json.load(open(os.path.join(vboard_fs, "web", "assets.json")))
+    names = sorted(assets) * 3
+    streams = [Stream(board.url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda n: (n, get(board, n)), names))
+    finally:
+        for s in streams:
+            s.close()
+    for name, (code, headers, body) in results:
+        assert code == 200, (name, code, body[:200])
+        assert headers["Content-Encoding"] == "gzip"
+        assert body == open(os.path.join(vboard_fs, "web", name + ".gz"), "rb").read(), name
+    assert "MemoryError" not in board.console()
