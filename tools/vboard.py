@@ -376,6 +376,18 @@ class VirtualBoard:
                 self._on_vm_exit()
 
 
+def lan_urls(port):
+    """Dashboard URLs on this host's own non-loopback IPv4 addresses."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return []
+    ips = sorted({i[4][0] for i in infos if not i[4][0].startswith("127.")})
+    return ["http://%s:%d/" % (ip, port) for ip in ips]
+
+
 def run_forever(vb, log=print):
     """``make run``: start ``vb``, say where it is, and wait for Ctrl-C/SIGTERM."""
 
@@ -389,6 +401,13 @@ def run_forever(vb, log=print):
         try:
             vb.wait_http(timeout=30)
             log("vboard: camwatch is up: open %s  (Ctrl-C stops)" % vb.url)
+            if vb.host == "0.0.0.0":
+                urls = lan_urls(vb.http_port)
+                for url in urls:
+                    log("vboard: from a phone on this network: %s" % url)
+                if not urls:
+                    log("vboard: from a phone on this network: http://<this machine's address>:%d/ "
+                        "(`ip -4 addr` shows it)" % vb.http_port)
         except TimeoutError as exc:
             log("vboard: the firmware is not answering HTTP yet: %s" % exc)
         while True:
