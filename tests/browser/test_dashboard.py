@@ -252,3 +252,49 @@ def test_busy_board_keeps_trying(make_board, open_page):
     wait_state(second, "live", timeout=20000)
     wait_events(second, 1)
     assert unexpected(second.errors) == []
+
+
+def test_a_drop_longer_than_the_ring_is_marked_as_a_gap(make_board, open_page):
+    board = make_board(ring_size=8)  # the smallest ring: a few seconds away loses events
+    page = open_page(board)
+    wait_state(page, "live")
+    wait_events(page, 2)
+    board.wifi_drop(6)
+    wait_state(page, ("reconnecting", "offline"), timeout=10000)
+    wait_state(page, "live", timeout=30000)
+    gap = page.locator("#log-list li.k-mark[data-name=gap]")
+    expect(gap).to_have_count(1, timeout=10000)
+    expect(gap).to_contain_text(re.compile(r"\d+ events missed"))
+    # the page fetched the board's status again after the gap
+    statuses = [r for r in page.requests if urlsplit(r.url).path == "/api/status"]
+    assert len(statuses) >= 2
+    # ids after the gap continue from where the board resumed, one by one
+    rows = log_rows(page)
+    at = [i for i, r in enumerate(rows) if r[0] == "gap"][0]
+    after = [parse_id(r[1])[1] for r in rows[at:] if r[1]]
+    assert after == list(range(after[0], after[0] + len(after))), after
+    assert unexpected(page.errors) == []
+
+
+def test_log_filters_pause_and_bound(board, open_page):
+    page = open_page(board)
+    wait_state(page, "live")
+    wait_events(page, 2)
+    telemetry = page.locator("#log-list li.k-telemetry")
+    # filter: unticking a type hides its rows, ticking shows them again
+    page.get_by_role("checkbox", name="telemetry").uncheck()
+    expect(telemetry.first).to_be_hidden()
+    page.get_by_role("checkbox", name="telemetry").check()
+    expect(telemetry.first).to_be_visible()
+    # pause: the list stands still, events are kept and shown on resume
+    page.click("#pause")
+    expect(page.locator("#pause")).to_have_attribute("aria-pressed", "true")
+    frozen = telemetry.count()
+    expect(page.locator("#paused-note")).to_contain_text(re.compile(r"\d+ new event"), timeout=10000)
+    assert telemetry.count() == frozen
+    page.click("#pause")
+    wait_events(page, frozen + 1)
+    # the log keeps the last 200 rows, however many events come
+    page.evaluate("() => { for (let i = 0; i < 450; i++) window.camwatch.log.add('other', 'x-' + i, 'test', 'filler'); }")
+    assert page.locator("#log-list li").count() == 200
+    assert page.errors == []
