@@ -139,10 +139,10 @@ let bootWall = Infinity; // wall-clock ms at the board's uptime 0, best guess
 let episode = null; // the episode in progress: {start, peak, li}
 let snapLoading = false, snapWanted = false, snapTimer = 0, snapAt = 0;
 
-// Fetch a new picture: never two at once (unless one has hung for 10 s), at
+// Fetch a new picture: never two at once (unless one has hung for 6 s), at
 // most one a second.
 function refreshSnapshot() {
-  if ((snapLoading && Date.now() - snapAt < 10000) || snapTimer) { snapWanted = true; return; }
+  if ((snapLoading && Date.now() - snapAt < 6000) || snapTimer) { snapWanted = true; return; }
   const wait = snapAt + 1000 - Date.now();
   if (wait > 0) {
     snapTimer = setTimeout(() => { snapTimer = 0; refreshSnapshot(); }, wait);
