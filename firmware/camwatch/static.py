@@ -3,12 +3,13 @@
 A phone opening the dashboard asks for every asset at once (browsers open up
 to 6 connections per host). Microdot's ``send_file`` reads each chunk into a
 new bytes object, per connection; on a board whose heap is mostly taken that
-is enough to run out. Here one buffer serves every file, and files go out one
-at a time: a second request waits for the first to finish, so the memory of
-static serving does not grow with the number of connections.
+is enough to run out. Here every response reads its chunks into the same
+buffer. That is safe because Microdot writes a chunk with ``awrite()``, and
+the asyncio stream's ``write()`` sends it, or copies what the socket did not
+take, before the first await: no other response can touch the buffer while a
+chunk is still needed. No lock is held across awaits, so a client that
+vanishes mid-file blocks nobody.
 """
-
-import asyncio
 
 from micropython import const
 
@@ -16,12 +17,11 @@ _CHUNK = const(1024)
 
 
 class Files:
-    """Serves files one at a time through a single ``chunk``-byte buffer."""
+    """Serves files through a single ``chunk``-byte buffer."""
 
     def __init__(self, chunk=_CHUNK):
         self._buf = bytearray(chunk)
         self._view = memoryview(self._buf)
-        self._lock = asyncio.Lock()
 
     def body(self, path):
         """A Microdot response body streaming ``path`` (opened when sent)."""
@@ -30,8 +30,8 @@ class Files:
 
 class _Body:
     # Microdot iterates a body with __aiter__/__anext__ and calls aclose()
-    # at the end or when the client went away; MicroPython has no async
-    # generators, hence the class.
+    # at the end; MicroPython has no async generators, hence the class. The
+    # file is closed at its end, or by the collector if the client vanished.
 
     def __init__(self, files, path):
         self._files = files
@@ -42,14 +42,12 @@ class _Body:
         return self
 
     async def __anext__(self):
-        files = self._files
         if self._f is None:
-            await files._lock.acquire()
             try:
                 self._f = open(self._path, "rb")
             except OSError:
-                files._lock.release()
                 raise StopAsyncIteration
+        files = self._files
         n = self._f.readinto(files._buf)
         if not n:
             await self.aclose()
@@ -60,4 +58,3 @@ class _Body:
         if self._f is not None:
             self._f.close()
             self._f = None
-            self._files._lock.release()
