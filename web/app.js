@@ -282,7 +282,7 @@ const stream = new Stream("events", {
     if (type === "motion" && data && typeof data === "object") text = onMotion(data);
     else if (type === "telemetry" && data && typeof data === "object") text = onTelemetry(data);
     else if (type === "status" && data && typeof data === "object") text = onStatus(data);
-    else if (type === "resync") text = "the board could not replay " + num(data && data.lost) + " events";
+    else if (type === "resync") return; // shown as a mark, see below
     else text = typeof data === "string" ? data : JSON.stringify(data);
     log.add(kinds[type] || "other", id, type, text);
     showConnection();
@@ -296,7 +296,10 @@ const stream = new Stream("events", {
       log.add("mark", "", "gap", info.lost + " event" + (info.lost === 1 ? "" : "s") + " missed here");
       refreshStatus();
     } else if (kind === "resync") {
-      log.add("mark", "", "gap", "Resync: " + num(info.lost) + " events missed here; status reloaded");
+      const lost = typeof info.lost === "number"
+        ? info.lost + " event" + (info.lost === 1 ? "" : "s") + " missed here (too old for the board to replay)"
+        : "events from before the restart cannot be replayed";
+      log.add("mark", info.id, "gap", "Resync: " + lost + "; status reloaded");
       refreshStatus();
     } else if (kind === "busy" && info.count === 1) {
       log.add("other", "", "busy", "The board has too many open streams; retrying");

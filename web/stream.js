@@ -167,7 +167,7 @@ export class Stream {
       clearTimeout(this.graceTimer);
       this.set("live");
     }
-    if (e.type === "resync") this.on.mark("resync", data || {});
+    if (e.type === "resync") this.on.mark("resync", { lost: data && data.lost, id });
     this.on.event(e.type, data, id, p);
   }
 
