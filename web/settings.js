@@ -56,13 +56,13 @@ export class SettingsForm {
       this.render();
       this.say("");
     } catch (err) {
-      this.say("Could not load the settings: " + err.message);
+      this.say("Could not load the settings: " + err.message, "bad");
     }
   }
 
-  say(text, good) {
+  say(text, tone) {
     this.msg.textContent = text;
-    this.msg.dataset.good = good ? "1" : "0";
+    this.msg.dataset.tone = tone || "";
   }
 
   render() {
@@ -196,28 +196,28 @@ export class SettingsForm {
       }));
       body = await res.json().catch(() => ({}));
     } catch (err) {
-      return this.say("The board did not answer; the change may not be saved. Press Reload to check.");
+      return this.say("The board did not answer; the change may not be saved. Press Reload to check.", "bad");
     }
     if (res.status === 401) {
       this.error("password", body.error || "wrong password");
-      this.say("Not saved: the password was refused.");
+      this.say("Not saved: the password was refused.", "bad");
       return this.pw.focus();
     }
     if (res.status === 400) {
       const text = body.reason || body.error || "refused";
-      if (!this.error(body.field, text)) this.say("Not saved: " + (body.error || text));
-      else this.say("Not saved: " + (KNOWN[body.field] ? KNOWN[body.field][0] : body.field) + " " + text + ".");
+      if (!this.error(body.field, text)) this.say("Not saved: " + (body.error || text), "bad");
+      else this.say("Not saved: " + (KNOWN[body.field] ? KNOWN[body.field][0] : body.field) + " " + text + ".", "bad");
       const f = this.fields[body.field];
       if (f) f.input.focus();
       return;
     }
-    if (!res.ok) return this.say("Not saved: " + (body.error || "the board answered " + res.status) + ".");
+    if (!res.ok) return this.say("Not saved: " + (body.error || "the board answered " + res.status) + ".", "bad");
     this.pw.value = "";
     this.savedAt = Date.now();
     this.values = body.settings || this.values;
     this.render();
     const changed = body.changed || Object.keys(changes);
-    this.say(changed.length ? "Saved: " + changed.join(", ") + "." : "Saved (nothing was different).", true);
+    this.say(changed.length ? "Saved: " + changed.join(", ") + "." : "Saved (nothing was different).", "good");
   }
 
   // A `settings` status event: someone changed settings. Reload unless the
