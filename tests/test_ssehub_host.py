@@ -115,7 +115,7 @@ def test_hub_and_server_on_cpython():
             w2.write(b"GET /events HTTP/1.1\r\n\r\n")
             busy = await asyncio.wait_for(r2.read(), 3)
             assert busy.startswith(b"HTTP/1.0 200 OK")
-            assert busy.endswith(b'retry: 1000\nevent: busy\ndata: {"max_clients": 1}\n\n')
+            assert busy.endswith(b'retry: 1000\nevent: busy\ndata: {"max_clients": 1, "retry_ms": 1000}\n\n')
             # a silent connection is closed
             r3, w3 = await asyncio.open_connection("127.0.0.1", port)
             assert await asyncio.wait_for(r3.read(), 3) == b""
@@ -131,3 +131,43 @@ def test_hub_and_server_on_cpython():
             await asyncio.wait_for(server, 3)
 
     run(main())
+
+
+def test_a_body_that_fails_after_the_head_closes_the_connection(capsys):
+    class Failing:
+        # a streamed body that runs out of memory after its first chunk
+        def __init__(self):
+            self.sent = False
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            if self.sent:
+                raise MemoryError("memory allocation failed, allocating 1281 bytes")
+            self.sent = True
+            return b"first chunk"
+
+    async def main():
+        app = Server(request_timeout=1)
+
+        @app.get("/picture")
+        async def picture(request):
+            return Failing(), 200, {"Content-Type": "image/bmp", "Content-Length": "99999"}
+
+        port = _free_port()
+        server = asyncio.ensure_future(app.start_server(host="127.0.0.1", port=port))
+        await _wait(lambda: getattr(app, "server", None) is not None)
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"GET /picture HTTP/1.1\r\n\r\n")
+            # the browser must not wait forever for the other 99988 bytes
+            got = await asyncio.wait_for(r.read(), 3)
+            assert got.startswith(b"HTTP/1.0 200 OK") and got.endswith(b"first chunk")
+            w.close()
+        finally:
+            app.shutdown()
+            await asyncio.wait_for(server, 3)
+
+    run(main())
+    assert "MemoryError" in capsys.readouterr().err

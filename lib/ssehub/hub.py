@@ -164,7 +164,8 @@ class Hub:
         self._scratch_mv = memoryview(self._scratch)
         self._probe = bytearray(16)
         self._busy = _HEAD + format_event(
-            '{"max_clients": %d}' % max_clients, event="busy", retry=retry)
+            '{"max_clients": %d, "retry_ms": %d}' % (max_clients, int(retry * 1000)),
+            event="busy", retry=retry)
         self._retry_line = ("retry: %d\n" % int(retry * 1000)).encode() if retry else b""
         #: open streams now
         self.clients = 0

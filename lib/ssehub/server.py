@@ -18,6 +18,17 @@ from microdot import Microdot
 _MAX_HEAD_LINES = 64  # request line, headers and the blank line
 
 
+def _print_exception(exc):
+    try:
+        import sys
+
+        sys.print_exception(exc)
+    except AttributeError:  # CPython
+        import traceback
+
+        traceback.print_exception(exc)
+
+
 class _Head:
     # The reader Microdot gets: first the lines already read, then the
     # connection itself (anything else, e.g. readexactly for a body, goes
@@ -96,3 +107,9 @@ class Server(Microdot):
             await super().handle_request(_Head(reader, lines), writer)
         except OSError:
             await _close(writer)
+        except Exception as exc:
+            # e.g. MemoryError while a body streams, after the head went out:
+            # Microdot would leave the socket open and the browser waiting
+            # for the rest forever. Close it, and say why on the console.
+            await _close(writer)
+            _print_exception(exc)

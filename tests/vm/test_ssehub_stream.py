@@ -405,7 +405,7 @@ async def test_over_the_cap_gets_200_busy_and_gets_in_when_a_slot_frees():
         assert c.head.startswith(b"HTTP/1.0 200 OK\r\n"), c.buf
         assert b"content-type: text/event-stream" in c.head.lower()
         assert b"cache-control: no-cache" in c.head.lower()
-        assert c.body == b'retry: 2000\nevent: busy\ndata: {"max_clients": 2}\n\n', c.body
+        assert c.body == b'retry: 2000\nevent: busy\ndata: {"max_clients": 2, "retry_ms": 2000}\n\n', c.body
         assert hub.busy == 1 and hub.clients == 2
         a.close()  # a hangs up: noticed without any write
         await wait_until(lambda: hub.clients == 1, what="slot freed")

@@ -413,18 +413,19 @@ class SceneCamera:
                          256, 256)
         for i in range(256):
             out[54 + 4 * i] = out[55 + 4 * i] = out[56 + 4 * i] = i
-        yield bytes(out)
-        del out
-        pad = bytes(stride - w)
+        yield out
+        # One chunk buffer for the whole picture: Microdot's write sends (or
+        # copies) each chunk before asking for the next.
+        chunk = bytearray(rows_per_chunk * stride)
         view = self._view
         row = h
         while row > 0:
-            chunk = bytearray()
+            n = 0
             for r in range(row - 1, max(row - rows_per_chunk, 0) - 1, -1):
-                chunk += view[r * w:r * w + w]
-                chunk += pad
+                chunk[n:n + w] = view[r * w:r * w + w]
+                n += stride  # BMP rows are padded to 4 bytes; padding stays 0
             row -= rows_per_chunk
-            yield bytes(chunk)
+            yield memoryview(chunk)[:n]
 
     def close(self):
         """Stop using this camera; its frame buffer goes to the next SceneCamera.
