@@ -326,3 +326,15 @@ def test_parallel_asset_requests_with_streams_open_all_succeed(board, vboard_fs)
         assert headers["Content-Encoding"] == "gzip"
         assert body == open(os.path.join(vboard_fs, "web", name + ".gz"), "rb").read(), name
     assert "MemoryError" not in board.console()
+
+
+def test_a_new_eventsource_can_resume_with_the_last_query_argument(board):
+    with Stream(board.url) as s:
+        last = s.next(timeout=10).id
+    deadline = time.monotonic() + 15
+    while id_number(json.loads(get(board, "api/status")[2])["last_event_id"]) < id_number(last) + 2:
+        assert time.monotonic() < deadline, "no new events"
+        time.sleep(0.2)
+    with Stream(board.url, path="events?last=" + last) as s:
+        replay = [s.next(timeout=10) for _ in range(2)]
+    assert [id_number(e.id) for e in replay] == [id_number(last) + 1, id_number(last) + 2]

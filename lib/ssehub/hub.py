@@ -130,7 +130,9 @@ class Hub:
     drops come at most that late, and a client that closed its end is
     noticed (and its slot freed) within that time.
 
-    Where a new stream starts (the ``Last-Event-ID`` request header):
+    Where a new stream starts (the ``Last-Event-ID`` request header, or the
+    ``last`` query argument from a page that had to open a new EventSource,
+    which cannot set headers):
 
     - none: with the next event published (the stream opens with an
       ``id:`` line naming the newest event, so a reconnect resumes there);
@@ -251,7 +253,10 @@ class Hub:
             return Response.already_handled
         try:
             ring = self._ring
-            cursor, lost = ring.locate(request.headers.get("Last-Event-ID"))
+            # a page that had to create a new EventSource cannot set the
+            # header; it may send the id as ?last= instead
+            last = request.headers.get("Last-Event-ID") or request.args.get("last")
+            cursor, lost = ring.locate(last)
             slot.cursor = cursor
             # the id line gives a new client a place to resume from
             writer.write(_HEAD + self._retry_line + b"id: " + ring.id_of(cursor).encode()
