@@ -567,6 +567,7 @@ async def test_econnaborted_on_write_ends_the_stream_quietly():
 
     class Request:
         headers = {}
+        args = {}
 
         def __init__(self, ok_writes=0):
             self.sock = (None, Aborting(ok_writes))
