@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 
+import pytest
 import serial
 
 from conftest import ROOT, free_port, mpremote
@@ -79,7 +80,8 @@ def test_heap_is_capped_from_boards_json(vboard):
     assert cap * 0.9 <= total <= cap
 
 
-def test_make_run_serves_and_sigterm_stops_everything(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_make_run_serves_and_a_signal_stops_everything(tmp_path, signum):
     port = free_port()
     flash = tmp_path / "flash"
     proc = subprocess.Popen(
@@ -102,11 +104,11 @@ def test_make_run_serves_and_sigterm_stops_everything(tmp_path):
             assert r.headers["Content-Encoding"] == "gzip"
         vm = subprocess.run(["pgrep", "-f", str(flash)], capture_output=True, text=True)
         assert vm.stdout.split(), "no VM process found"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         assert proc.wait(15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
     assert not os.path.exists(tmp_path / "tty")
     left = subprocess.run(["pgrep", "-f", str(flash)], capture_output=True, text=True)
-    assert left.stdout.split() == [], "VM still running after SIGTERM"
+    assert left.stdout.split() == [], "VM still running after the signal"

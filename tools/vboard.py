@@ -395,6 +395,9 @@ def run_forever(vb, log=print):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # explicitly: a shell that starts us in the background may pass SIGINT
+    # down as ignored, and then Python never turns it into KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_term)
     vb.start()
     log("vboard: serial REPL on %s (mpremote connect %s)" % (vb.tty_path, vb.tty_link or vb.tty_path))
     try:
