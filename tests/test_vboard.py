@@ -87,7 +87,9 @@ def test_make_run_serves_and_a_signal_stops_everything(tmp_path, signum):
     proc = subprocess.Popen(
         [sys.executable, "-m", "tools", "run", "--http-port", str(port), "--flash", str(flash),
          "--tty", str(tmp_path / "tty")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as a shell's background job: SIGINT arrives ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines = []
     try:
         deadline = time.monotonic() + 60
