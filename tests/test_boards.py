@@ -1,7 +1,6 @@
 """boards.json: validated against its schema, and true to the reference pin maps."""
 
 import copy
-import json
 import os
 import re
 import subprocess

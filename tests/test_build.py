@@ -4,8 +4,6 @@ import gzip
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 

@@ -99,7 +99,7 @@ def test_hub_and_server_on_cpython():
         await _wait(lambda: getattr(app, "server", None) is not None)
         try:
             for i in range(6):
-                ids = hub.publish("e%d" % i)
+                hub.publish("e%d" % i)
             r, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(b"GET /events HTTP/1.1\r\nLast-Event-ID: %s-4\r\n\r\n" % hub.boot.encode())
             buf = await _until(r, b"", b"data: e5\n\n")

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from tools import ROOT, ToolError, boards
+from tools import ToolError, boards
 
 DEFAULT_BOARD = "esp32cam"
 

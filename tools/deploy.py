@@ -200,11 +200,11 @@ def provision(t, secrets, log=print):
                                 ", ".join(names)))
 
 
-def _write(t, path, data, progress):
+def _write(t, path, data):
     from mpremote.transport import TransportError
 
     try:
-        t.fs_writefile(path, data, chunk_size=512, progress_callback=progress)
+        t.fs_writefile(path, data, chunk_size=512)
     except (TransportError, OSError) as exc:
         raise ToolError("writing %s failed: %s (the board keeps its old app; run the deploy again)"
                         % (path, exc))
@@ -279,16 +279,16 @@ def deploy(port, board_id=None, no_build=False, secrets=None, log=print, wait=20
                 data = f.read()
             log("  [%d/%d] %s (%d bytes)" % (i, len(staged), path, len(data)))
             _mkdirs(t, "/.staging" + path, made)
-            _write(t, "/.staging" + path, data, None)
+            _write(t, "/.staging" + path, data)
         if "/boot.py" in copy:
             with open(os.path.join(fs, "boot.py"), "rb") as f:
                 data = f.read()
             log("  /boot.py (%d bytes, replaced atomically)" % len(data))
-            _write(t, "/boot.py.new", data, None)
+            _write(t, "/boot.py.new", data)
             _exec(t, "import os\nos.rename('boot.py.new', 'boot.py')")
         if staged or delete:
             _mkdirs(t, "/.staging/.swap", made)
-            _write(t, "/.staging/.swap", json.dumps({"copy": staged, "delete": delete}).encode(), None)
+            _write(t, "/.staging/.swap", json.dumps({"copy": staged, "delete": delete}).encode())
         if secrets:
             provision(t, secrets, log=log)
 

@@ -32,7 +32,7 @@ import threading
 import time
 import tty
 
-from tools import ROOT, ToolError, boards
+from tools import ToolError, boards
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit"
 FRIENDLY_BANNER = b'Type "help()" for more information.'
@@ -227,9 +227,6 @@ class VirtualBoard:
         timer.daemon = True
         timer.start()
         return timer
-
-    def alive(self):
-        return self._proc is not None and self._proc.poll() is None
 
     # -- the VM -----------------------------------------------------------------
 

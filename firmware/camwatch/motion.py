@@ -561,7 +561,7 @@ class Detector:
 
     def _apply_mask(self):
         mask = self.mask
-        size, cols, rows = self.block, self.cols, self.rows
+        size = self.block
         for i in range(self._n):
             mask[i] = 0
         for x, y, w, h in self.settings["mask"]:

@@ -1,6 +1,5 @@
 """The ESP32 board layer: camera, WLAN, watchdog, LEDs on real hardware."""
 
-import gc
 
 import esp32
 import machine
@@ -123,6 +122,3 @@ class Board:
         pin = self._leds.get(name)
         if pin is not None:
             pin[0].value(1 if on == pin[1] else 0)
-
-    def collect(self):
-        gc.collect()

@@ -11,7 +11,6 @@ The host can make the fake Wi-Fi drop: while the file ``.vboard/wifi-down``
 exists in the flash folder, the station is disconnected.
 """
 
-import gc
 import os
 import time
 
@@ -83,9 +82,6 @@ class Board:
         env_port = os.getenv("CAMWATCH_HTTP_PORT")
         return (self.bind_host, int(env_port) if env_port else port)
 
-    def address(self):
-        return self.host
-
     def camera(self):
         """The simulated camera (raises OSError if it cannot start)."""
         from camwatch.board.scenes import SceneCamera
@@ -112,6 +108,3 @@ class Board:
 
     def led(self, name, on):
         pass
-
-    def collect(self):
-        gc.collect()
