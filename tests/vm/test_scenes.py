@@ -241,3 +241,22 @@ def test_noise_table_stays_in_range():
         assert min(t) >= 0 and max(t) <= 2 * amp
         if amp:
             assert len(set(t)) == 2 * amp + 1
+
+
+def test_capture_allocates_nothing_per_frame():
+    # The virtual board's per-frame loop: a lighting ramp is the busiest path.
+    # Any allocation per frame is at least one 16-byte block, so 200 frames
+    # must stay well under 200 * 16 bytes (one-off costs are allowed).
+    cam = SceneCamera("lighting")
+    for _ in range(5):
+        cam.capture()
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(200):
+            cam.capture()
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert used < 200 * 16, used

@@ -264,6 +264,7 @@ class SceneCamera:
         low = max(0, level - contrast // 2)
         self._gradient = bytes(min(255, low + contrast * x // width) for x in range(width))
         self._ramp = bytearray(width)  # the gradient under the current lighting
+        self._light = array.array("i", (256, 0))  # gain x256, offset of this frame
         self._furniture = []
         if kind == "texture":
             for fx, fy, fw, fh, dv in _FURNITURE:
@@ -329,6 +330,12 @@ class SceneCamera:
 
     def light_at(self, t_ms):
         """(gain x256, offset) of the lighting at scene time t_ms."""
+        self._light_into(t_ms, self._light)
+        return self._light[0], self._light[1]
+
+    def _light_into(self, t_ms, out):
+        # render()'s per-frame path: the result goes into a preallocated
+        # array, so a frame allocates nothing here
         t = self._scene_ms(t_ms)
         gain, offset = 256, 0
         for at, ramp, g, o in self._lights:
@@ -336,9 +343,11 @@ class SceneCamera:
                 break
             if ramp and t < at + ramp:
                 k = t - at
-                return (gain + (g - gain) * k // ramp, offset + (o - offset) * k // ramp)
+                gain, offset = gain + (g - gain) * k // ramp, offset + (o - offset) * k // ramp
+                break
             gain, offset = g, o
-        return gain, offset
+        out[0] = gain
+        out[1] = offset
 
     def failing_at(self, t_ms):
         """True if capture() fails at scene time t_ms."""
@@ -375,7 +384,9 @@ class SceneCamera:
         w, h = self.width, self.height
         amp = self._amp
         start = (self.frame * 1031) % _NOISE_LEN
-        gain, offset = self.light_at(t_ms)
+        light = self._light
+        self._light_into(t_ms, light)
+        gain, offset = light[0], light[1]
         ramp, gradient = self._ramp, self._gradient
         for x in range(w):
             ramp[x] = _lit(gradient[x], gain, offset)
