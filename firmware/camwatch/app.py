@@ -12,7 +12,7 @@ import time
 
 import camwatch
 from camwatch import board as board_layer
-from camwatch.settings import DETECTION, Settings, SettingsError
+from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
 from camwatch.static import Files
 from camwatch.status import Status
 from camwatch.telemetry import Telemetry
@@ -21,15 +21,20 @@ from ssehub import Hub, Server
 
 CAMERA_BACKOFF_MAX_S = 30
 WATCHDOG_MS = 30000
-# Settings read once at start (the hub's ring and slots are preallocated);
-# every other setting applies live.
-RESTART_KEYS = ("ring_size", "streams_max", "heartbeat_s", "http_port", "hostname", "wifi_ssid",
-                "wifi_timeout_s", "ap_password")
 REQUEST_TIMEOUT_S = 5  # a connection that sends no request in this long is closed
 
 
 class App:
-    """The whole application; ``run()`` starts it."""
+    """The whole application; ``run()`` starts it.
+
+    It composes; capabilities do. A capability (live view, MQTT, the portal,
+    ...) is a module of its own that declares its settings keys at import
+    (``settings.declare``), takes what it needs from the App (``hub``,
+    ``settings``, ``status``, ``board``, ``web``) and is added with
+    ``app.add(part)``: its optional ``run()`` coroutine becomes a task at
+    start, and its optional ``settings_changed(changed)`` hears every saved
+    change. Its routes go on ``app.web`` before the dashboard's catch-all.
+    """
 
     def __init__(self):
         gc.collect()
@@ -51,7 +56,16 @@ class App:
         self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
         self._net_up = asyncio.Event()
         self._net_down = asyncio.Event()
+        self.parts = []
         add_routes(self)
+        # capabilities: each owns its routes, task and settings keys
+        add_static(self)  # last: its route matches every path
+
+    def add(self, part):
+        """Add a capability: ``part.run()`` (if any) starts with the app,
+        ``part.settings_changed(changed)`` (if any) hears every change."""
+        self.parts.append(part)
+        return part
 
     # -- network and server ---------------------------------------------------
 
@@ -150,7 +164,10 @@ class App:
         """Apply changed settings live where possible."""
         if self.detector is not None and any(k in DETECTION for k in changed):
             self.detector.configure(self.detection_settings())
-        later = [k for k in changed if k in RESTART_KEYS]
+        for part in self.parts:
+            if hasattr(part, "settings_changed"):
+                part.settings_changed(changed)
+        later = [k for k in changed if k in RESTART]
         self.status.report("settings", "changed: " + ", ".join(changed)
                            + ("; applies after a restart: " + ", ".join(later) if later else ""),
                            {"changed": changed, "restart_needed": later})
@@ -195,11 +212,14 @@ class App:
         asyncio.create_task(self.wifi.run())
         asyncio.create_task(self.telemetry.run())
         asyncio.create_task(self.detect())
+        for part in self.parts:
+            if hasattr(part, "run"):
+                asyncio.create_task(part.run())
         await self.serve()
 
 
-def add_routes(app):
-    web = app.web
+def add_static(app):
+    """The dashboard's files: ``/`` and every other path not routed before."""
     files = Files()
     try:
         with open("web/assets.json") as f:
@@ -221,9 +241,17 @@ def add_routes(app):
         headers["Content-Length"] = str(meta["size"])
         return files.body("web/" + name + ".gz"), 200, headers
 
-    @web.get("/")
+    @app.web.get("/")
     async def index(request):
         return asset(request, "index.html")
+
+    @app.web.get("/<path:name>")
+    async def static(request, name):
+        return asset(request, name)
+
+
+def add_routes(app):
+    web = app.web
 
     @web.get("/events")
     async def events(request):
@@ -265,11 +293,6 @@ def add_routes(app):
         except OSError as exc:
             return {"error": "snapshot failed: %r" % exc}, 503
         return data, 200, {"Content-Type": content_type, "Cache-Control": "no-store"}
-
-    # last: routes match in order, and this one matches every path
-    @web.get("/<path:name>")
-    async def static(request, name):
-        return asset(request, name)
 
 
 def run():

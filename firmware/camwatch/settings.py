@@ -76,9 +76,30 @@ DEFAULTS = {
 DETECTION = ("sensitivity", "threshold", "min_area", "start_frames", "end_frames", "update_ms",
              "mask")
 
-SECRETS = ("wifi_password", "ap_password", "admin_salt", "admin_hash")
+SECRETS = ["wifi_password", "ap_password", "admin_salt", "admin_hash"]
 # Keys only `make deploy` writes: the settings page cannot change them.
-PROVISIONED = ("wifi_password", "admin_salt", "admin_hash")
+PROVISIONED = ["wifi_password", "admin_salt", "admin_hash"]
+# Keys read once at start: a change is saved but applies after a restart.
+RESTART = ["ring_size", "streams_max", "heartbeat_s", "http_port", "hostname", "wifi_ssid",
+           "wifi_timeout_s", "ap_password"]
+
+
+def declare(keys, secrets=(), provisioned=(), restart=()):
+    """Add a capability's own settings keys (call at import, before Settings()).
+
+    :param keys: ``{key: (kind, low, high, default)}``, the spec as in SPECS
+                 plus the default value.
+    :param secrets: keys never returned by ``public()``.
+    :param provisioned: keys the settings page may not write.
+    :param restart: keys that apply only after a restart.
+    """
+    for key, (kind, low, high, default) in keys.items():
+        SPECS[key] = (kind, low, high)
+        DEFAULTS[key] = default
+    for table, new in ((SECRETS, secrets), (PROVISIONED, provisioned), (RESTART, restart)):
+        for key in new:
+            if key not in table:
+                table.append(key)
 
 
 class SettingsError(ValueError):

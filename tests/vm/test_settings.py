@@ -110,3 +110,22 @@ def test_no_admin_password_means_no_writes():
     s.load()
     assert not s.check_password("")
     assert not s.check_password("anything")
+
+
+def test_a_capability_declares_its_own_keys_secrets_and_restart_keys():
+    from camwatch import settings as mod
+
+    mod.declare({"zz_level": ("int", 0, 9, 4), "zz_token": ("str", 0, 16, "")},
+                secrets=("zz_token",), restart=("zz_level",))
+    s = _fresh(json.dumps({"zz_level": 7, "zz_token": "hunter2"}))
+    assert s.load() == []
+    assert s["zz_level"] == 7
+    pub = s.public()
+    assert pub["zz_level"] == 7 and "zz_token" not in pub
+    assert "zz_level" in mod.RESTART
+    try:
+        s.update({"zz_level": 10})
+        raise AssertionError("out of range accepted")
+    except SettingsError as exc:
+        assert exc.field == "zz_level"
+    assert s["zz_level"] == 7
