@@ -19,7 +19,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 BOARD ?=
 PORT ?=
-export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE
+export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE ROMFS
 
 .PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium
 

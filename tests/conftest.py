@@ -2,7 +2,6 @@
 
 import itertools
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tools import boards, build  # noqa: E402
-from tools.vboard import VirtualBoard, micropython_command  # noqa: E402
+from tools.vboard import VirtualBoard, micropython_command, prepare_flash  # noqa: E402
 
 VM_TESTS = os.path.join(ROOT, "tests", "vm")
 
@@ -24,9 +23,23 @@ collect_ignore = ["vm", "bench"]
 
 @pytest.fixture(scope="session")
 def vboard_fs():
-    """build/vboard/fs, built once per test session."""
-    build.build("vboard", log=lambda *a: None)
+    """build/vboard/fs and its ROMFS image build/vboard/romfs.img, built once
+    per test session."""
+    build.build_romfs("vboard", log=lambda *a: None)
     return build.fs_dir("vboard")
+
+
+def romfs_image():
+    """The virtual board's ROMFS image (built by the ``vboard_fs`` fixture)."""
+    return os.path.join(build.build_dir("vboard"), "romfs.img")
+
+
+def board_flash(flash, romfs=True):
+    """Fill folder ``flash`` as the virtual board's flash; return the ROMFS
+    image to pass as ``VirtualBoard(romfs=...)`` (None without ROMFS: the
+    whole build on the flash). ROMFS is how the virtual board runs by
+    default (see tools.vboard.prepare_flash)."""
+    return prepare_flash(str(flash), "vboard", romfs)
 
 
 def run_vm(args, fs, heap=None, timeout=120, env=None):
@@ -55,9 +68,25 @@ def free_port():
 
 @pytest.fixture
 def vboard(vboard_fs, tmp_path):
-    """A running virtual board on a fresh flash folder holding the build."""
+    """A running virtual board on a fresh flash folder, its modules and web
+    assets in the ROMFS image mounted at /rom (as ``make run`` starts it)."""
     flash = tmp_path / "flash"
-    shutil.copytree(vboard_fs, flash)
+    rom = board_flash(flash)
+    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port(), romfs=rom)
+    vb.start()
+    try:
+        vb.wait_http(timeout=30)
+        yield vb
+    finally:
+        vb.stop()
+
+
+@pytest.fixture
+def flash_vboard(vboard_fs, tmp_path):
+    """A running virtual board without ROMFS: the whole build on its flash,
+    like a board that got the app with `make deploy`."""
+    flash = tmp_path / "flash"
+    board_flash(flash, romfs=False)
     vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port())
     vb.start()
     try:

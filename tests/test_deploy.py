@@ -68,7 +68,8 @@ def test_deploy_copies_only_what_changed(blank_vboard, source_copy):
     assert not os.path.exists(os.path.join(flash, ".staging"))
 
 
-def test_deploy_removes_files_no_longer_built_but_keeps_settings(vboard):
+def test_deploy_removes_files_no_longer_built_but_keeps_settings(flash_vboard):
+    vboard = flash_vboard
     flash = vboard.flash
     with open(os.path.join(flash, "camwatch", "old_module.mpy"), "wb") as f:
         f.write(b"stale")
@@ -80,6 +81,24 @@ def test_deploy_removes_files_no_longer_built_but_keeps_settings(vboard):
     vboard.wait_http()
     assert not os.path.exists(os.path.join(flash, "camwatch", "old_module.mpy"))
     assert json.load(open(os.path.join(flash, "settings.json"))) == {"telemetry_s": 7}
+
+
+def test_deploy_onto_a_board_running_from_romfs(vboard):
+    # The flash has boot.py, main.py and board.json; the app is in /rom. A
+    # deploy puts the app on the flash, where it is found before /rom, and
+    # leaves the read-only image alone.
+    r = make("deploy", "PORT=" + vboard.tty_link, "DEPLOY_ARGS=--no-provision --no-build")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ", 0 to remove," in r.stdout
+    vboard.wait_http()
+    assert os.path.exists(os.path.join(vboard.flash, "camwatch", "app.mpy"))
+    code = "import camwatch.app, ssehub; print(camwatch.app.__file__, ssehub.__file__)"
+    r = subprocess.run([sys.executable, "-m", "mpremote", "connect", vboard.tty_link, "exec", code],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # the app package from the flash; lib/ from /rom/lib, which comes before
+    # /lib on a board's import path
+    assert r.stdout.split()[-2:] == ["camwatch/app.mpy", "/rom/lib/ssehub/__init__.mpy"]
 
 
 def _version_module(tmp_path, version):

@@ -3,7 +3,6 @@ settings, snapshot, Wi-Fi drops, camera failures."""
 
 import json
 import os
-import shutil
 import socket
 import struct
 import time
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from conftest import free_port, write_settings
+from conftest import board_flash, free_port, romfs_image, write_settings
 from sse_client import Stream, boot_tag, id_number
 from tools.vboard import VirtualBoard
 
@@ -39,7 +38,8 @@ def post(vb, path, body):
 
 
 def boot(flash, tmp_path, port=None, env=None):
-    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=port or free_port(), env=env)
+    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=port or free_port(), env=env,
+                      romfs=romfs_image())
     vb.start()
     vb.wait_http(timeout=30)
     return vb
@@ -47,8 +47,9 @@ def boot(flash, tmp_path, port=None, env=None):
 
 @pytest.fixture
 def flash(vboard_fs, tmp_path):
+    """The board's flash: boot.py, main.py, board.json; the rest is in ROMFS."""
     dst = tmp_path / "flash"
-    shutil.copytree(vboard_fs, dst)
+    board_flash(dst)
     return dst
 
 
@@ -61,7 +62,7 @@ def board(flash, tmp_path):
 
 
 def test_motion_within_10_s_of_boot_and_telemetry_every_few_seconds(flash, tmp_path):
-    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port())
+    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port(), romfs=romfs_image())
     started = time.monotonic()
     vb.start()
     try:

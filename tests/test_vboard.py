@@ -71,13 +71,50 @@ def test_ctrl_c_interrupts_main_into_the_prompt(vboard):
 
 
 def test_heap_is_capped_from_boards_json(vboard):
-    r = mpremote("connect", vboard.tty_link, "exec",
-                 "import gc; gc.collect(); print(gc.mem_free() + gc.mem_alloc())")
+    # the ROMFS image sits in memory outside what the app gets, as a board's
+    # flash does: what is left for the app is the cap
+    code = ("import gc, os; gc.collect(); print(gc.mem_free() + gc.mem_alloc(), "
+            "os.stat('/rom/lib/ssehub/hub.mpy')[6])")
+    r = mpremote("connect", vboard.tty_link, "exec", code)
     assert r.returncode == 0, r.stderr
     from tools import boards
     cap = boards.get("vboard")["heap"]["vm_bytes"]
-    total = int(r.stdout.split()[-1])
-    assert cap * 0.9 <= total <= cap
+    total, _ = map(int, r.stdout.split()[-2:])
+    image = os.path.getsize(vboard.romfs)
+    assert cap * 0.9 <= total - image <= cap
+
+
+def test_without_romfs_the_heap_is_the_cap(blank_vboard):
+    r = mpremote("connect", blank_vboard.tty_link, "exec",
+                 "import gc, vfs; gc.collect(); print(gc.mem_free() + gc.mem_alloc(), "
+                 "len(vfs.mount()))")
+    assert r.returncode == 0, r.stderr
+    from tools import boards
+    cap = boards.get("vboard")["heap"]["vm_bytes"]
+    total, mounts = map(int, r.stdout.split()[-2:])
+    assert cap * 0.9 <= total <= cap and mounts == 1
+
+
+def test_romfs_modules_run_in_place_and_flash_files_override_them(vboard, tmp_path):
+    # a board with a romfs partition: /rom holds the app, lib and web;
+    # the flash (/) holds boot.py, main.py, board.json and data
+    code = ("import sys, camwatch, ssehub; print(sys.path); print(camwatch.__file__, "
+            "ssehub.__file__)")
+    r = mpremote("connect", vboard.tty_link, "exec", code)
+    assert r.returncode == 0, r.stderr
+    path, files = r.stdout.strip().splitlines()[-2:]
+    assert path == "['', '.frozen', '/rom', '/rom/lib', '/lib']"
+    assert files.split() == ["/rom/camwatch/__init__.mpy", "/rom/lib/ssehub/__init__.mpy"]
+    assert sorted(os.listdir(vboard.flash)) == ["board.json", "boot.py", "main.py"]
+    # what is put on the flash at / is found before /rom, as on a board
+    (tmp_path / "camwatch").mkdir()
+    mod = tmp_path / "camwatch" / "__init__.py"
+    mod.write_text("__version__ = 'from-flash'\n")
+    r = mpremote("connect", vboard.tty_link, "fs", "mkdir", ":camwatch", "+",
+                 "fs", "cp", str(mod), ":camwatch/__init__.py", "+",
+                 "exec", "import camwatch; print(camwatch.__version__, camwatch.__file__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["from-flash", "camwatch/__init__.py"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

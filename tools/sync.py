@@ -10,10 +10,11 @@ import os
 import shutil
 
 # Board files a deploy never removes although the build does not have them:
-# the user's settings, anything the app keeps under /data, and the virtual
-# board's control files.
+# the user's settings, anything the app keeps under /data, the virtual
+# board's control files, and a mounted ROMFS image (read-only; listing / on
+# a board with a romfs partition shows it as /rom).
 PRESERVE_FILES = ("/settings.json",)
-PRESERVE_DIRS = ("/data/", "/.staging/", "/.vboard/")
+PRESERVE_DIRS = ("/data/", "/.staging/", "/.vboard/", "/rom/")
 
 
 def preserved(path):

@@ -9,6 +9,11 @@ The REPL sits on a pseudo-terminal, the virtual board's "USB serial port".
 Its path is published as a symlink (``build/vboard/tty`` by default), so
 ``mpremote connect build/vboard/tty ...`` works as with a USB board.
 
+Given a ROMFS image (``romfs=``, what ``make run`` does) it is a board whose
+firmware has a romfs partition: the image is mounted at ``/rom`` before
+``boot.py`` and the import path is ``['', '.frozen', '/rom', '/rom/lib',
+'/lib']``, as MicroPython sets it up on such a board.
+
 How a board's reset behaviour is reproduced: the VM runs on a second pty and
 this supervisor copies bytes between the two. The unix VM *exits* where a
 board soft-resets (Ctrl-D at the REPL, ``machine.soft_reset()``), so when it
@@ -40,13 +45,27 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 
 # Runs inside the VM before boot.py: mount the flash folder as / and give the
 # VM the board's import path. Wrapped in a function so __main__ stays clean.
+#
+# With a ROMFS image it is mounted at /rom first, as MicroPython does with a
+# board's romfs partition at start-up, and the import path is the board's:
+# '' (the flash) before /rom, but /rom/lib before /lib. The image is read
+# into one block allocated before anything else, in memory the heap cap was
+# raised for (VirtualBoard._rom_extra), so the app sees the board's heap
+# and its bytecode runs in place from the image, as from mapped flash.
 _LAUNCH = """\
-def _vboard(flash, run_main):
+def _vboard(flash, run_main, rom):
     import vfs, os, sys
+    if rom:
+        img = bytearray(os.stat(rom)[6])
+        with open(rom, 'rb') as f:
+            f.readinto(img)
     vfs.umount('/')
+    if rom:
+        vfs.mount(vfs.VfsRom(img), '/rom')
+        del img
     vfs.mount(vfs.VfsPosix(flash), '/')
     os.chdir('/')
-    sys.path[:] = ['', '.frozen', '/lib']
+    sys.path[:] = ['', '.frozen'] + (['/rom', '/rom/lib'] if rom else []) + ['/lib']
     for name in ('boot.py', 'main.py') if run_main else ('boot.py',):
         try:
             os.stat(name)
@@ -54,10 +73,48 @@ def _vboard(flash, run_main):
             continue
         execfile(name)
 try:
-    _vboard(%r, %r)
+    _vboard(%r, %r, %r)
 finally:
     del _vboard
 """
+
+# The files a board with a romfs partition keeps on its flash filesystem:
+# everything else of the build is in the image (tools.build.build_romfs).
+FLASH_FILES = ("boot.py", "main.py", "board.json")
+
+
+def rom_extra(image_size):
+    """Bytes to add to the VM's heap so that an image of ``image_size``
+    bytes held in it leaves the app the same free heap as without it (one
+    block plus the collector's tables for it, measured on this VM)."""
+    need = (image_size + 64) * 1012 // 1000
+    return (need + 63) // 64 * 64
+
+
+def prepare_flash(flash, board_id="vboard", romfs=True):
+    """Fill folder ``flash`` with the build of ``board_id`` as a board's flash.
+
+    With ``romfs`` (a board whose firmware has a romfs partition, what the
+    virtual board runs by default) the flash gets only ``FLASH_FILES`` and
+    the modules and web assets stay in ``build/<board>/romfs.img``, which is
+    returned for ``VirtualBoard(romfs=...)``; without, the whole build is
+    copied and None is returned. Build first (``tools.build.build_romfs``).
+    """
+    import shutil
+
+    from tools import build
+
+    fs = build.fs_dir(board_id)
+    image = os.path.join(build.build_dir(board_id), "romfs.img")
+    if romfs and not os.path.exists(image):
+        raise ToolError("%s is missing; run `make romfs BOARD=%s` first" % (image, board_id))
+    os.makedirs(flash, exist_ok=True)
+    if not romfs:
+        shutil.copytree(fs, flash, dirs_exist_ok=True)
+        return None
+    for name in FLASH_FILES:
+        shutil.copyfile(os.path.join(fs, name), os.path.join(flash, name))
+    return image
 
 
 def micropython_command():
@@ -91,10 +148,13 @@ class VirtualBoard:
     :param echo: a binary stream that receives the console output (what a
                  serial monitor would show outside the raw REPL), or None.
     :param env: extra environment variables for the VM (scenario names...).
+    :param romfs: a ROMFS image (``build/vboard/romfs.img``) to mount at
+                  ``/rom`` like a board's romfs partition, or None for a
+                  board without one (everything runs from the flash folder).
     """
 
     def __init__(self, flash, tty_link, http_port=8080, host="127.0.0.1", board_id="vboard",
-                 echo=None, env=None):
+                 echo=None, env=None, romfs=None):
         board = boards.get(board_id)
         if board["chip"] != "unix":
             raise ToolError("board %r is real hardware; the virtual board runs BOARD=vboard" % board_id)
@@ -107,6 +167,9 @@ class VirtualBoard:
         self.heap = board["heap"]["vm_bytes"]
         self.echo = echo
         self.extra_env = dict(env or {})
+        self.romfs = os.path.abspath(romfs) if romfs else None
+        if self.romfs and not os.path.isfile(self.romfs):
+            raise ToolError("ROMFS image %s does not exist; run `make romfs BOARD=vboard`" % romfs)
         self.boots = 0  # how many times the VM was started (1 + soft resets)
         self._console = bytearray()  # everything the VM printed outside raw REPL
         self._console_lock = threading.Condition()
@@ -242,8 +305,11 @@ class VirtualBoard:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        cmd = [micropython_command(), "-X", "heapsize=%d" % self.heap, "-i",
-               "-c", _LAUNCH % (self.flash, run_main)]
+        heap = self.heap
+        if self.romfs:
+            heap += rom_extra(os.path.getsize(self.romfs))
+        cmd = [micropython_command(), "-X", "heapsize=%d" % heap, "-i",
+               "-c", _LAUNCH % (self.flash, run_main, self.romfs)]
         self._proc = subprocess.Popen(cmd, stdin=vm_slave, stdout=vm_slave, stderr=vm_slave,
                                       env=env, cwd=self.flash, preexec_fn=as_session_leader,
                                       close_fds=True)

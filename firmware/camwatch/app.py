@@ -221,10 +221,17 @@ class App:
 def add_static(app):
     """The dashboard's files: ``/`` and every other path not routed before."""
     files = Files()
-    try:
-        with open("web/assets.json") as f:
-            assets = json.load(f)
-    except (OSError, ValueError):
+    # web/ on the flash, else the ROMFS image's (a board with a romfs
+    # partition): what is on the flash wins, as for imports
+    assets = None
+    for web in ("web/", "/rom/web/"):
+        try:
+            with open(web + "assets.json") as f:
+                assets = json.load(f)
+            break
+        except (OSError, ValueError):
+            pass
+    if assets is None:
         assets = {}
         app._load_warnings.append("web/assets.json missing: the dashboard is not installed")
 
@@ -239,7 +246,7 @@ def add_static(app):
         headers["Content-Type"] = meta["type"]
         headers["Content-Encoding"] = "gzip"
         headers["Content-Length"] = str(meta["size"])
-        return files.body("web/" + name + ".gz"), 200, headers
+        return files.body(web + name + ".gz"), 200, headers
 
     @app.web.get("/")
     async def index(request):

@@ -14,7 +14,6 @@ Fixtures:
 """
 
 import os
-import shutil
 import sys
 
 import pytest
@@ -23,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/, for the shared conftest helpers
 
 from browser.helpers import ADMIN_PASSWORD  # noqa: E402
-from conftest import free_port, write_settings  # noqa: E402
+from conftest import board_flash, free_port, write_settings  # noqa: E402
 from tools.vboard import VirtualBoard  # noqa: E402
 
 CHROMIUM = os.environ.get("CAMWATCH_CHROMIUM", "/usr/bin/chromium")
@@ -44,7 +43,7 @@ class Board:
     def __init__(self, fs, tmp_path, **settings):
         self.tmp = tmp_path
         self.flash = tmp_path / "flash"
-        shutil.copytree(fs, self.flash)
+        self.romfs = board_flash(self.flash)  # the modules and web/ in ROMFS
         write_settings(self.flash, admin_password=ADMIN_PASSWORD, **dict(BOARD_SETTINGS, **settings))
         self.port = free_port()
         self.vb = None
@@ -55,7 +54,7 @@ class Board:
 
     def start(self):
         self.vb = VirtualBoard(str(self.flash), str(self.tmp / "tty"), http_port=self.port,
-                               env=SCENE_ENV)
+                               env=SCENE_ENV, romfs=self.romfs)
         self.vb.start()
         self.vb.wait_http(timeout=30)
         return self
