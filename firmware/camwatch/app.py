@@ -12,6 +12,7 @@ import time
 
 import camwatch
 from camwatch import board as board_layer
+from camwatch.guard import Guard
 from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
 from camwatch.static import Files
 from camwatch.status import Status
@@ -54,6 +55,7 @@ class App:
         self.telemetry = Telemetry(board, self.hub, s, self.status, lambda: self.fps)
         self.wifi = WiFi(board, s, self.status, self._network_changed)
         self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
+        self.guard = Guard()  # every password check goes through it
         self._net_up = asyncio.Event()
         self._net_down = asyncio.Event()
         self.parts = []
@@ -198,6 +200,8 @@ class App:
             "dropped": stats["dropped"],
             "resyncs": stats["resyncs"],
             "warnings": self.status.warnings,
+            "http_refused": self.web.refused,
+            "password_failures": self.guard.failures,
         }
 
     async def main(self):
@@ -274,14 +278,31 @@ def add_routes(app):
 
     @web.post("/api/settings")
     async def post_settings(request):
-        body = request.json
+        try:
+            body = request.json
+        except ValueError:  # not JSON, or not UTF-8
+            return {"error": "the body is not valid JSON", "field": "body",
+                    "reason": "not valid JSON"}, 400
         if not isinstance(body, dict):
-            return {"error": "send JSON: {\"password\": ..., \"settings\": {...}}"}, 400
+            return {"error": "send JSON: {\"password\": ..., \"settings\": {...}}",
+                    "field": "body", "reason": "must be a JSON object"}, 400
+        for key in body:
+            if key not in ("password", "settings"):
+                return {"error": "unknown field " + key, "field": key,
+                        "reason": "unknown field"}, 400
+        ip = request.client_addr[0]
+        wait = app.guard.check(ip)
+        if wait:
+            return app.guard.refusal(wait)
         if not app.settings.check_password(body.get("password")):
             if not app.settings["admin_hash"]:
                 return {"error": "no admin password is set on this board; "
                                  "set one with `make deploy`"}, 403
+            wait = app.guard.failed(ip)
+            print("camwatch: wrong admin password from %s%s"
+                  % (ip, "; next try in %d s" % wait if wait else ""))
             return {"error": "wrong admin password"}, 401
+        app.guard.passed(ip)
         try:
             changed = app.settings.update(body.get("settings"))
         except SettingsError as exc:

@@ -4,8 +4,9 @@
   the SSE wire bytes of one event (``ssehub.wire``).
 - ``Hub(size, max_clients, heartbeat, stall_timeout, retry, batch)``: publish
   once, serve every ``/events`` stream from a fixed ring (``ssehub.hub``).
-- ``Server(request_timeout)``: a Microdot app that closes connections whose
-  request head does not arrive in time (``ssehub.server``).
+- ``Server(request_timeout, max_head, max_body)``: a Microdot app that reads
+  requests itself under a deadline and within sizes, and refuses malformed
+  ones with a 4xx and one console line (``ssehub.server``).
 """
 
 from ssehub.wire import format_event

@@ -1,0 +1,86 @@
+"""Helpers for the hardening suites: raw HTTP over real sockets to a virtual
+board, from a chosen loopback address, and reading what the board says."""
+
+import json
+import socket
+import time
+
+
+def raw(vb, data, source="127.0.0.1", timeout=10, read=True):
+    """Send ``data`` (bytes) to the board from ``source`` (any 127.x.y.z
+    address: each is a different client to the board) and read the answer
+    until the board closes. Returns ``(status or None, headers, body)``;
+    status None means the connection was closed or reset without an answer.
+    """
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", vb.http_port))
+        try:
+            s.sendall(data)
+        except OSError:  # the board answered and closed before taking it all
+            pass
+        if not read:
+            return None, {}, b""
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+    finally:
+        s.close()
+    return parse(got)
+
+
+def parse(got):
+    if b"\r\n\r\n" not in got:
+        return None, {}, got
+    head, body = got.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def request(method, path, body=None, headers=None):
+    """The bytes of a well-formed request (JSON body if ``body`` is not bytes)."""
+    if body is not None and not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    head = "%s %s HTTP/1.1\r\nHost: camwatch\r\n" % (method, path)
+    for k, v in (headers or {}).items():
+        head += "%s: %s\r\n" % (k, v)
+    if body is not None:
+        if "Content-Type" not in (headers or {}):
+            head += "Content-Type: application/json\r\n"
+        head += "Content-Length: %d\r\n" % len(body)
+    return head.encode() + b"\r\n" + (body or b"")
+
+
+def post_settings(vb, body, source="127.0.0.1"):
+    status, headers, data = raw(vb, request("POST", "/api/settings", body), source)
+    return status, headers, (json.loads(data) if data else None)
+
+
+def status(vb):
+    s, _, body = raw(vb, request("GET", "/api/status"))
+    assert s == 200, (s, body)
+    return json.loads(body)
+
+
+def wait_for(cond, timeout, what, interval=0.1):
+    """Wait until ``cond()`` is true; fail saying ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
