@@ -3,10 +3,11 @@
 #   make run                      build and start the virtual board (Ctrl-C stops)
 #   make test                     install everything and run every suite
 #   make build   BOARD=esp32cam   the files a board holds, in build/<board>/fs
-#   make flash   PORT=/dev/ttyUSB0 [FIRMWARE=firmware.bin]
+#   make flash   PORT=/dev/ttyUSB0 [FIRMWARE=firmware.bin | FIRMWARE_URL=https://.../my.zip]
 #   make deploy  PORT=/dev/ttyUSB0 copy the app to the board, then soft reset
 #   make install PORT=/dev/ttyUSB0 flash + deploy + provision + print the URL
 #   make repl    PORT=/dev/ttyUSB0
+#   make test-hw PORT=/dev/ttyUSB0 run tests/vm on the board (deploys the app first)
 #   make romfs | firmware MICROPY_DIR=... | bench | clean
 #
 # Variables: BOARD (default esp32cam, or vboard for the virtual board's port; `make boards` lists them), PORT,
@@ -19,9 +20,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 BOARD ?=
 PORT ?=
-export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE ROMFS
+export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS
 
-.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium
+.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw
 
 venv: $(STAMP)
 
@@ -57,6 +58,9 @@ install: venv
 
 repl: venv
 	$(PY) -m tools repl $(if $(PORT),--port $(PORT))
+
+test-hw: venv
+	$(PY) -m tools test-hw $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(TESTHW_ARGS)
 
 bench: venv
 	$(PY) -m tools bench

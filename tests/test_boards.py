@@ -93,3 +93,44 @@ def test_cli_lists_boards():
     assert r.returncode == 0
     assert re.search(r"^esp32cam\s+esp32\s+xtensawin\s+0x1000\s+AI-Thinker ESP32-CAM$",
                      r.stdout, re.M)
+
+
+# Checked against cnadler86/micropython-camera-API at tag v0.6.2 (commit 8df3f70):
+# .github/workflows/ESP32.yml builds "<board>-<variant>@<camera model>" and uploads
+# mpy_cam-<MicroPython tag>-<camera model> holding firmware.bin; src/camera_pins.h
+# gives the pins (M5STACK_PSRAM and M5STACK_UNITCAM share one pin map).
+CAMERA_MODELS = {"esp32cam": "AI_THINKER", "esp-eye": "ESP_EYE", "esp32s3-eye": "ESP32S3_EYE",
+                 "xiao-esp32s3-sense": "XIAO_ESP32S3", "m5stack-unitcam": "M5STACK_UNITCAM"}
+
+
+def test_every_camera_board_pins_one_release_asset():
+    for bid, model in CAMERA_MODELS.items():
+        fw = boards.get(bid)["firmware"]
+        assert fw["camera_model"] == model, bid
+        assert (fw["release"], fw["micropython"]) == ("v0.6.2", "v1.27.0"), bid
+        assert fw["asset"] == "mpy_cam-v1.27.0-%s.zip" % model, bid
+        assert fw["file"] == "firmware.bin", bid
+        assert fw["url"] == ("https://github.com/cnadler86/micropython-camera-API/releases/"
+                             "download/v0.6.2/" + fw["asset"]), bid
+        assert fw["sha256"] is None or re.fullmatch("[0-9a-f]{64}", fw["sha256"]), bid
+
+
+def test_an_unpinned_url_is_refused():
+    def latest(b):
+        b["esp32cam"]["firmware"]["url"] = ("https://github.com/cnadler86/micropython-camera-API/"
+                                            "releases/latest/download/mpy_cam-v1.27.0-AI_THINKER.zip")
+    assert "boards/esp32cam/firmware/url" in _broken(latest)
+
+
+def test_the_url_must_name_the_pinned_release_and_asset():
+    def other(b):
+        b["esp-eye"]["firmware"]["release"] = "v0.6.1"
+    msg = _broken(other)
+    assert "boards/esp-eye/firmware/url" in msg
+    assert "/releases/download/v0.6.1/mpy_cam-v1.27.0-ESP_EYE.zip" in msg
+
+
+def test_a_digest_must_be_null_or_sha256_hex():
+    def short(b):
+        b["esp32cam"]["firmware"]["sha256"] = "abc"
+    assert "boards/esp32cam/firmware/sha256" in _broken(short)

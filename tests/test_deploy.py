@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, free_port
-from tools import build
+from tools import build, sync
 from tools.vboard import VirtualBoard
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
@@ -165,10 +165,25 @@ def test_a_truncated_plan_counts_as_incomplete(flash, tmp_path):
 
 
 def test_deploy_refuses_an_esp32_build_for_the_virtual_board(vboard):
+    """The xtensawin build cannot be imported by the x64 VM: refused before anything is
+    copied, with both sides and the fix in one message; the right build still deploys."""
+    before = sync.local_hashes(vboard.flash)
     r = make("deploy", "PORT=" + vboard.tty_link, "BOARD=esp32cam", "DEPLOY_ARGS=--no-provision")
-    assert r.returncode != 0
-    assert "is the virtual board but BOARD=esp32cam" in r.stderr
-    assert "use BOARD=vboard" in r.stderr
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = r.stderr
+    assert err.startswith("error: the board on %s cannot import the BOARD=esp32cam build "
+                          "(native code for x64 on the board, xtensawin in the build)."
+                          % vboard.tty_link), err
+    assert "  board: MicroPython 1.2" in err and "(linux), imports mpy v6.3, x64 native code" in err
+    assert "  build: mpy v6.3, xtensawin native code in camwatch/motion.mpy, from mpy-cross v1." in err
+    assert ("Use the build for this board: make deploy BOARD=vboard PORT=%s" % vboard.tty_link
+            in err.splitlines())
+    assert "to copy" not in r.stdout  # refused before the files were even compared
+    assert sync.local_hashes(vboard.flash) == before
+
+    r = make("deploy", "PORT=" + vboard.tty_link, "DEPLOY_ARGS=--no-provision")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dashboard at " + vboard.url in r.stdout
 
 
 def test_deploy_without_a_port_lists_ports():

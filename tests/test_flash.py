@@ -1,80 +1,24 @@
-"""`python -m tools flash`: esptool command lines from boards.json, image checks, ports, download.
+"""`python -m tools flash`: esptool command lines from boards.json, image checks, ports.
 
-The test images are made by esptool itself, offline: a tiny hand-written
-Xtensa ELF goes through `esptool --chip <chip> elf2image`, and `esptool
-merge-bin` lays bootloader and application out the way a MicroPython
-release's merged firmware.bin is. Nothing here talks to a board; the only
-network use is a loopback HTTP server and a closed loopback port.
+The test images are made by esptool itself, offline (tests/esp_images.py).
+Nothing here talks to a board or the network; downloads of the pinned
+images are tested in test_images.py.
 """
 
-import http.server
 import os
 import shlex
-import socket
-import struct
-import subprocess
 import sys
-import threading
 import zipfile
 
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from tools import ToolError, boards, firmware, flash
+from esp_images import DROM, UNUSED_URL, esp_image, merged_image
+from tools import ToolError, boards, flash
+from tools import images as imagetool
 from tools.cli import main
 
 PY = sys.executable
-
-# Load addresses of the tiny test images: IRAM for a bootloader-like image,
-# flash-mapped data (DROM) for an application image.
-IRAM = {"esp32": 0x40080400, "esp32s3": 0x40378000}
-DROM = {"esp32": 0x3F400020, "esp32s3": 0x3C000020}
-# Passed wherever a regression could start a download: loopback, nothing listens.
-UNUSED_URL = "http://127.0.0.1:9/unused.zip"
-
-
-def tiny_elf(addr, code=b"\x00" * 16):
-    """A minimal 32-bit little-endian Xtensa ELF with one loadable section at ``addr``."""
-    names = b"\x00.text\x00.shstrtab\x00"
-    text_off = 0x34
-    names_off = text_off + len(code)
-    sh_off = (names_off + len(names) + 3) & ~3
-    header = struct.pack("<16sHHLLLLLHHHHHH", b"\x7fELF\x01\x01\x01" + bytes(9),
-                         2, 0x5E, 1, addr, 0, sh_off, 0, 0x34, 0x20, 0, 0x28, 3, 2)
-    body = header + code + names
-    body += bytes(sh_off - len(body))
-    sections = (bytes(0x28)
-                + struct.pack("<10L", 1, 1, 6, addr, text_off, len(code), 0, 0, 4, 0)
-                + struct.pack("<10L", 7, 3, 0, 0, names_off, len(names), 0, 0, 1, 0))
-    return body + sections
-
-
-def esptool(*args, cwd):
-    proc = subprocess.run([PY, "-m", "esptool"] + list(args), cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def esp_image(tmp, chip, addr, name):
-    """An image made by `esptool --chip <chip> elf2image` from a tiny ELF."""
-    elf = os.path.join(tmp, name + ".elf")
-    with open(elf, "wb") as f:
-        f.write(tiny_elf(addr))
-    out = os.path.join(tmp, name + ".bin")
-    esptool("--chip", chip, "elf2image", "-o", out, elf, cwd=tmp)
-    return out
-
-
-def merged_image(tmp, chip, at, name, target_offset=None):
-    """A merged image as MicroPython ships it: bootloader at ``at``, app at 0x10000."""
-    boot = esp_image(tmp, chip, IRAM[chip], name + "-boot")
-    app = esp_image(tmp, chip, DROM[chip], name + "-app")
-    out = os.path.join(tmp, name + ".bin")
-    esptool("--chip", chip, "merge-bin", "-o", out,
-            "--target-offset", hex(at if target_offset is None else target_offset),
-            hex(at), boot, "0x10000", app, cwd=tmp)
-    return out
-
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
@@ -91,18 +35,9 @@ def images(tmp_path_factory):
 def clean_env(monkeypatch, tmp_path):
     """The CLI reads BOARD, PORT and FIRMWARE from the environment (the Makefile exports
     them); the download cache is a fresh folder, never the developer's own."""
-    for name in ("BOARD", "PORT", "FIRMWARE"):
+    for name in ("BOARD", "PORT", "FIRMWARE", "FIRMWARE_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(firmware, "CACHE_DIR", str(tmp_path / "default-cache"))
-
-
-@pytest.fixture
-def no_proxy(monkeypatch):
-    """Keep loopback downloads on loopback even where a proxy is configured."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setenv("NO_PROXY", "*")
+    monkeypatch.setattr(imagetool, "CACHE_DIR", str(tmp_path / "default-cache"))
 
 
 def run_cli(capfd, *argv):
@@ -283,105 +218,25 @@ def test_esptool_failure_says_what_to_try(capfd, images, tmp_path):
     assert "write-flash" not in out  # nothing is written after a failed erase
 
 
-# ------------------------------------------------------------------ download
-
-def closed_loopback_url():
-    """A loopback URL nothing listens on (the port stays bound, so nobody else takes it)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    return s, "http://127.0.0.1:%d/firmware-AI_THINKER.zip" % s.getsockname()[1]
-
-
-def test_offline_download_says_what_to_fetch_and_where(no_proxy, tmp_path):
-    sock, url = closed_loopback_url()
-    with sock:
-        with pytest.raises(ToolError) as exc:
-            flash.flash("esp32cam", port="/dev/ttyUSB0", url=url, cache=str(tmp_path),
-                        log=lambda *a: None)
-    msg = str(exc.value)
-    assert msg.startswith("could not download the esp32cam firmware (")
-    assert "\n  %s\n" % url in msg
-    assert "put firmware-AI_THINKER.zip (or the firmware.bin inside it) in" in msg
-    assert os.path.join(str(tmp_path), "esp32cam") + os.sep in msg
-    assert "FIRMWARE=path/to/firmware.bin" in msg
-    assert not os.listdir(tmp_path / "esp32cam")  # no half-written file left behind
-
-
-def test_offline_message_from_the_cli(capfd, no_proxy, monkeypatch, tmp_path):
-    monkeypatch.setattr(firmware, "CACHE_DIR", str(tmp_path))
-    sock, url = closed_loopback_url()
-    with sock:
-        rc, out, err = run_cli(capfd, "flash", "--port", "/dev/ttyUSB0", "--firmware-url", url)
-    assert rc == 2
-    assert err.startswith("error: could not download the esp32cam firmware")
-    assert url in err
-
+# ------------------------------------------------------------------ dry run
 
 def test_dry_run_never_downloads(capfd, tmp_path, monkeypatch):
-    monkeypatch.setattr(firmware, "CACHE_DIR", str(tmp_path))
-    rc, out, err = run_cli(capfd, "flash", "--port", "/dev/ttyUSB0", "--dry-run",
-                           "--firmware-url", "http://127.0.0.1:9/never.zip")
+    monkeypatch.setattr(imagetool, "CACHE_DIR", str(tmp_path))
+    rc, out, err = run_cli(capfd, "flash", "--port", "/dev/ttyUSB0", "--dry-run")
     assert rc == 0, err
-    cached = os.path.join(str(tmp_path), "esp32cam", "firmware.bin")
-    assert "would download http://127.0.0.1:9/never.zip into" in out
+    fw = boards.get("esp32cam")["firmware"]
+    asset = os.path.join(str(tmp_path), "v0.6.2", fw["asset"])
+    cached = os.path.join(str(tmp_path), "v0.6.2", fw["asset"][:-4], "firmware.bin")
+    assert "would download %s into %s first" % (fw["url"], imagetool.shortpath(asset)) in out
     assert esptool_line("--chip", "esp32", "--port", "/dev/ttyUSB0", "--baud", "460800",
                         "write-flash", "0x1000", cached) in out.splitlines()
-    assert not os.path.exists(cached)
+    assert not os.path.exists(asset) and not os.path.exists(cached)
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def test_download_unzips_into_the_cache_and_is_checked(capfd, images, no_proxy, tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    with zipfile.ZipFile(served / "firmware-AI_THINKER.zip", "w") as z:
-        z.write(images["esp32"], "firmware.bin")
-    handler = lambda *a, **k: _Quiet(*a, directory=str(served), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = "http://127.0.0.1:%d/firmware-AI_THINKER.zip" % server.server_address[1]
-        cache = str(tmp_path / "cache")
-        image = firmware.fetch(boards.get("esp32cam"), url=url, cache=cache)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert image == os.path.join(cache, "esp32cam", "firmware.bin")
-    with open(image, "rb") as a, open(images["esp32"], "rb") as b:
-        assert a.read() == b.read()
-    out, err = capfd.readouterr()
-    assert "downloading firmware-AI_THINKER.zip" in err  # progress goes to stderr
-    assert "downloaded firmware-AI_THINKER.zip" in err
-
-    # Then flash uses (and checks) the cached image: no server runs any more.
-    cmds = flash.flash("esp32cam", port="/dev/ttyUSB0", url=url, cache=cache, dry_run=True)
-    assert cmds[-1][-3:] == ["write-flash", "0x1000", image]
-    out = capfd.readouterr().out
-    assert "firmware: using %s (delete it to download the latest again)" % firmware.shortpath(image) in out
-    assert "checked (ESP32 image" in out
-
-
-def test_a_zip_put_in_the_cache_by_hand_is_used(capfd, images, tmp_path):
-    where = tmp_path / "esp32s3-eye"
-    where.mkdir()
-    with zipfile.ZipFile(where / "firmware-ESP32S3_EYE.zip", "w") as z:
-        z.write(images["esp32s3"], "ESP32_GENERIC_S3-SPIRAM_OCT/firmware.bin")
-    cmds = flash.flash("esp32s3-eye", port="/dev/ttyACM0", cache=str(tmp_path), dry_run=True,
-                       url=UNUSED_URL)
-    assert cmds[-1][-3:] == ["write-flash", "0x0", str(where / "firmware.bin")]
-
-
-def test_a_wrong_chip_download_is_refused(images, tmp_path):
-    where = tmp_path / "esp32cam"
-    where.mkdir()
-    with open(images["esp32s3"], "rb") as src, open(where / "firmware.bin", "wb") as dst:
-        dst.write(src.read())
-    with pytest.raises(ToolError) as exc:
-        flash.flash("esp32cam", port="/dev/ttyUSB0", cache=str(tmp_path), dry_run=True,
-                    url=UNUSED_URL, log=lambda *a: None)
-    assert "is an ESP32-S3 image, but the board esp32cam" in str(exc.value)
-    assert "came from the download cache: delete it to download it again" in str(exc.value)
+def test_dry_run_with_firmware_url_downloads_nothing(capfd, tmp_path, monkeypatch):
+    monkeypatch.setattr(imagetool, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FIRMWARE_URL", UNUSED_URL)
+    rc, out, err = run_cli(capfd, "flash", "--port", "/dev/ttyUSB0", "--dry-run")
+    assert rc == 0, err
+    assert "would download %s (your build) first" % UNUSED_URL in out
+    assert os.listdir(tmp_path) == []

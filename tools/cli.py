@@ -1,7 +1,9 @@
 """``python -m tools``: the camwatch host command line.
 
 Each subcommand lives in its own module, which adds its parser in
-``register(subparsers)``; the Makefile targets call these.
+``register(subparsers)``; the Makefile targets call these. The modules read
+cli -> commands (build, flash, deploy, install, testhw, ...) -> helpers
+(boards, ports, args, images, abi, remote, sync): nothing imports back up.
 """
 
 import argparse
@@ -9,14 +11,7 @@ import os
 import sys
 
 from tools import ToolError, boards
-
-DEFAULT_BOARD = "esp32cam"
-
-
-def add_board_arg(parser, default=DEFAULT_BOARD):
-    parser.add_argument("--board", default=os.environ.get("BOARD") or default,
-                        help="board id from boards.json (default: %(default)s; "
-                             "`python -m tools boards` lists them)")
+from tools.args import add_board_arg
 
 
 def cmd_boards(args):
@@ -135,19 +130,20 @@ def parser():
     sub = ap.add_subparsers(dest="command", metavar="command")
     sub.required = True
     register_core(sub)
-    from tools import deploy, flash
+    from tools import deploy, flash, install, testhw
     flash.register(sub)
     deploy.register(sub)
+    install.register(sub)
+    testhw.register(sub)
     return ap
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except ToolError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0

@@ -1,9 +1,11 @@
-"""``deploy``, ``repl`` and ``install``: putting the app on a board.
+"""``deploy`` and ``repl``: putting the app on a board, and talking to it.
 
 Deploy talks to the board through mpremote's serial transport (a USB board
 or the virtual board's pty alike):
 
 1. enter the raw REPL (a soft reset, so the app stops and the heap is fresh);
+   read what MicroPython the board runs and refuse a build it cannot import
+   (``tools.abi``), before anything is copied;
 2. hash every file on the board and compare with the build manifest;
 3. copy only what differs into ``/.staging``, then write ``/.staging/.swap``
    (the plan) last; ``boot.py`` is replaced on its own, atomically;
@@ -24,36 +26,12 @@ import subprocess
 import sys
 import time
 
-from tools import ROOT, ToolError, boards, build, ports, sync
+from tools import ROOT, ToolError, abi, boards, build, ports, remote, sync
+from tools.args import add_port_arg
 
 SECRETS_FILE = os.path.join(ROOT, "secrets.json")
 SECRET_KEYS = ("wifi_ssid", "wifi_password", "admin_password")
 URL_RE = re.compile(rb"dashboard at (http://[^\s/]+/)")
-
-# Code that runs on the board uses paths relative to / (the working directory
-# on the board and on the virtual board): the unix VM's VfsPosix fails a rename
-# when both paths are absolute.
-
-# Runs on the board: print "<path> <sha256>" for every file.
-_HASH_ALL = """\
-import os, hashlib, binascii
-def _walk(d):
-    for e in os.ilistdir(d):
-        p = (d if d != '/' else '') + '/' + e[0]
-        if e[1] & 0x4000:
-            _walk(p)
-        else:
-            h = hashlib.sha256()
-            with open(p, 'rb') as f:
-                while True:
-                    b = f.read(1024)
-                    if not b:
-                        break
-                    h.update(b)
-            print(p, binascii.hexlify(h.digest()).decode())
-_walk('/')
-del _walk
-"""
 
 # Runs on the board: print the admin password's salt, if one is set.
 _READ_SALT = """\
@@ -86,58 +64,21 @@ del _s, _n
 """
 
 
-def _transport(port):
-    from mpremote.transport import TransportError
-    from mpremote.transport_serial import SerialTransport
+def check_board_matches(board, found, port):
+    """Refuse a build for another kind of board than the one on ``port``.
 
-    try:
-        return SerialTransport(port, baudrate=115200)
-    except TransportError as exc:
-        raise ToolError("cannot open %s (%s): is it the board's port, and is another program "
-                        "(make repl, a serial monitor) holding it?" % (port, exc))
-
-
-def _enter_raw(t, port):
-    from mpremote.transport import TransportError
-
-    try:
-        t.enter_raw_repl(soft_reset=True)
-    except TransportError:
-        raise ToolError("the board on %s does not answer MicroPython's raw REPL. Is MicroPython "
-                        "flashed? (make flash PORT=%s) Is the port right?" % (port, port))
-
-
-def _exec(t, code):
-    from mpremote.transport import TransportExecError
-
-    try:
-        return t.exec(code).decode()
-    except TransportExecError as exc:
-        raise ToolError("the board failed running deploy code:\n%s" % exc.error_output)
-
-
-def device_files(t):
-    """``{path: sha256}`` of every file on the board."""
-    out = {}
-    for line in _exec(t, _HASH_ALL).splitlines():
-        path, _, digest = line.strip().rpartition(" ")
-        if path:
-            out[path] = digest
-    return out
-
-
-def device_platform(t):
-    return _exec(t, "import sys; print(sys.platform)").strip()
-
-
-def check_board_matches(board, platform, port):
-    """Refuse to put an ESP32 build on the virtual board or vice versa."""
-    virtual = board["chip"] == "unix"
-    if virtual != (platform == "linux"):
-        real = "the virtual board" if platform == "linux" else "a %s board" % platform
-        hint = "vboard" if platform == "linux" else "esp32cam (or another ESP32 board)"
-        raise ToolError("%s is %s but BOARD=%s builds for %s; use BOARD=%s"
-                        % (port, real, board["id"], board["name"], hint))
+    found: the board's ``tools.abi.board_abi``. An ESP32 build on the virtual
+    board (or the reverse), or an ESP32-S3 board's build on a plain ESP32,
+    would import but drive the wrong pins.
+    """
+    chip = abi.board_chip(found)
+    if chip is None or chip == board["chip"]:
+        return
+    real = "the virtual board" if chip == "unix" else "an %s board" % chip
+    hint = abi.matching_boards(found, boards.load()["boards"])
+    raise ToolError("%s is %s but BOARD=%s builds for %s (%s); use %s"
+                    % (port, real, board["id"], board["name"], board["chip"],
+                       " or ".join("BOARD=" + h for h in hint) or "a board listed by make boards"))
 
 
 def load_secrets(path=SECRETS_FILE, interactive=None):
@@ -190,33 +131,14 @@ def provision(t, secrets, log=print):
     if "wifi_password" in secrets:
         values["wifi_password"] = secrets["wifi_password"]
     if secrets.get("admin_password"):
-        salt = _exec(t, _READ_SALT).strip() or None
+        salt = remote.run(t, _READ_SALT).strip() or None
         values["admin_salt"], values["admin_hash"] = admin_hash(secrets["admin_password"], salt)
-    result = _exec(t, _PROVISION % json.dumps(values)).strip()
+    result = remote.run(t, _PROVISION % json.dumps(values)).strip()
     names = sorted(k for k in values if not k.startswith("admin_"))
     if "admin_hash" in values:
         names.append("admin_password")
     log("provision: %s (%s)" % ("settings written" if result == "changed" else "settings unchanged",
                                 ", ".join(names)))
-
-
-def _write(t, path, data):
-    from mpremote.transport import TransportError
-
-    try:
-        t.fs_writefile(path, data, chunk_size=512)
-    except (TransportError, OSError) as exc:
-        raise ToolError("writing %s failed: %s (the board keeps its old app; run the deploy again)"
-                        % (path, exc))
-
-
-def _mkdirs(t, path, made):
-    parts = path.split("/")[1:-1]
-    for i in range(1, len(parts) + 1):
-        d = "/" + "/".join(parts[:i])
-        if d not in made:
-            _exec(t, "import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % d)
-            made.add(d)
 
 
 def follow_console(t, until, timeout, log=print):
@@ -243,93 +165,119 @@ def follow_console(t, until, timeout, log=print):
     return None
 
 
-def deploy(port, board_id=None, no_build=False, secrets=None, log=print, wait=20):
+def default_board(found):
+    """The board id to build for when BOARD is not given: the virtual board's
+    for the virtual board, else the first camera board of its chip."""
+    chip = abi.board_chip(found)
+    if chip == "unix":
+        return "vboard"
+    if chip == "esp32s3":
+        return "esp32s3-eye"
+    return "esp32cam"
+
+
+def prepare(t, port, board_id=None, no_build=False, command="deploy", log=print):
+    """Check, before anything is copied, that the build fits the board on ``port``.
+
+    t: a transport in the raw REPL. Reads what the board runs, builds (or,
+    with ``no_build``, reads the existing build's manifest) and refuses a
+    build the board cannot import (``tools.abi.check``) or one for another
+    kind of board. command: the make target named in messages.
+    Returns ``(board, manifest)``.
+    """
+    found = remote.probe(t)
+    board_id = board_id or default_board(found)
+    board = boards.get(board_id)
+    if no_build:
+        path = os.path.join(build.build_dir(board_id), "manifest.json")
+        try:
+            with open(path) as f:
+                manifest = json.load(f)
+        except OSError:
+            raise ToolError("no build for %s yet (%s missing); run without --no-build"
+                            % (board_id, path))
+        if "mpy" not in manifest:
+            raise ToolError("%s predates the ABI record; run without --no-build" % path)
+    else:
+        manifest = build.build(board_id, log=log)
+    abi.check(manifest["mpy"], found, board_id, port, boards.load()["boards"], command=command)
+    check_board_matches(board, found, port)
+    return board, manifest
+
+
+def sync_files(t, port, board_id, manifest, log=print):
+    """Stage what differs between the board and the build, the plan last.
+
+    The board's boot.py moves the staged files into place at its next
+    (soft) reset. Returns ``(copied, deleted)`` board paths.
+    """
+    fs = build.fs_dir(board_id)
+    # No leftovers of an interrupted deploy here: entering the raw REPL
+    # soft-reset the board, and its boot.py finished or discarded them.
+    on_board = remote.device_files(t)
+    copy, delete = sync.plan(manifest, on_board)
+    log("deploy: %d to copy, %d to remove, %d unchanged on %s"
+        % (len(copy), len(delete), len(manifest["files"]) - len(copy), port))
+
+    made = set()
+    staged = [p for p in copy if p != "/boot.py"]
+    for i, path in enumerate(staged, 1):
+        with open(os.path.join(fs, path[1:]), "rb") as f:
+            data = f.read()
+        log("  [%d/%d] %s (%d bytes)" % (i, len(staged), path, len(data)))
+        remote.mkdirs(t, "/.staging" + path, made)
+        remote.write(t, "/.staging" + path, data)
+    if "/boot.py" in copy:
+        with open(os.path.join(fs, "boot.py"), "rb") as f:
+            data = f.read()
+        log("  /boot.py (%d bytes, replaced atomically)" % len(data))
+        remote.write(t, "/boot.py.new", data)
+        remote.run(t, "import os\nos.rename('boot.py.new', 'boot.py')")
+    if staged or delete:
+        remote.mkdirs(t, "/.staging/.swap", made)
+        remote.write(t, "/.staging/.swap", json.dumps({"copy": staged, "delete": delete}).encode())
+    return copy, delete
+
+
+def restart(t, port, wait=20, log=print):
+    """Leave the raw REPL and soft-reset: boot.py, then main.py starts the app.
+
+    Returns the dashboard URL the board printed, or None after ``wait`` s.
+    """
+    log("deploy: soft reset")
+    t.exit_raw_repl()
+    t.serial.reset_input_buffer()
+    t.serial.write(b"\x04")  # Ctrl-D in the normal REPL: boot.py, then main.py
+    m = follow_console(t, URL_RE, wait, log=log)
+    url = m.group(1).decode() if m else None
+    if url is None:
+        log("deploy: the board printed no dashboard address within %ss; "
+            "watch it with `make repl PORT=%s`" % (wait, port))
+    return url
+
+
+def deploy(port, board_id=None, no_build=False, secrets=None, log=print, wait=20,
+           command="deploy"):
     """Sync the build to the board on ``port``; return the dashboard URL the
     board printed after its reset, or None if it printed none in ``wait`` s.
 
     :param board_id: boards.json id; default: vboard for the virtual board's
-                     port, else esp32cam.
+                     port, else esp32cam (esp32s3-eye on an ESP32-S3).
     :param secrets: dict of first-run settings to provision, or None.
+    :param command: the make target named in error messages.
+
+    Nothing is copied when the board cannot import the build (``tools.abi``).
     """
-    t = _transport(port)
+    t = remote.connect(port)
     try:
-        _enter_raw(t, port)
-        platform = device_platform(t)
-        board_id = board_id or ("vboard" if platform == "linux" else "esp32cam")
-        board = boards.get(board_id)
-        check_board_matches(board, platform, port)
-        if no_build:
-            with open(os.path.join(build.build_dir(board_id), "manifest.json")) as f:
-                manifest = json.load(f)
-        else:
-            manifest = build.build(board_id, log=log)
-        fs = build.fs_dir(board_id)
-
-        # No leftovers of an interrupted deploy here: entering the raw REPL
-        # soft-reset the board, and its boot.py finished or discarded them.
-        on_board = device_files(t)
-        copy, delete = sync.plan(manifest, on_board)
-        log("deploy: %d to copy, %d to remove, %d unchanged on %s"
-            % (len(copy), len(delete), len(manifest["files"]) - len(copy), port))
-
-        made = set()
-        staged = [p for p in copy if p != "/boot.py"]
-        for i, path in enumerate(staged, 1):
-            with open(os.path.join(fs, path[1:]), "rb") as f:
-                data = f.read()
-            log("  [%d/%d] %s (%d bytes)" % (i, len(staged), path, len(data)))
-            _mkdirs(t, "/.staging" + path, made)
-            _write(t, "/.staging" + path, data)
-        if "/boot.py" in copy:
-            with open(os.path.join(fs, "boot.py"), "rb") as f:
-                data = f.read()
-            log("  /boot.py (%d bytes, replaced atomically)" % len(data))
-            _write(t, "/boot.py.new", data)
-            _exec(t, "import os\nos.rename('boot.py.new', 'boot.py')")
-        if staged or delete:
-            _mkdirs(t, "/.staging/.swap", made)
-            _write(t, "/.staging/.swap", json.dumps({"copy": staged, "delete": delete}).encode())
+        remote.enter_raw(t, port)
+        board, manifest = prepare(t, port, board_id, no_build, command=command, log=log)
+        sync_files(t, port, board["id"], manifest, log=log)
         if secrets:
             provision(t, secrets, log=log)
-
-        log("deploy: soft reset")
-        t.exit_raw_repl()
-        t.serial.reset_input_buffer()
-        t.serial.write(b"\x04")  # Ctrl-D in the normal REPL: boot.py, then main.py
-        m = follow_console(t, URL_RE, wait, log=log)
-        url = m.group(1).decode() if m else None
-        if url is None:
-            log("deploy: the board printed no dashboard address within %ss; "
-                "watch it with `make repl PORT=%s`" % (wait, port))
-        return url
+        return restart(t, port, wait=wait, log=log)
     finally:
-        try:
-            t.close()
-        except OSError:
-            pass
-
-
-def board_runs_camera_micropython(port):
-    """True when the board on ``port`` runs a MicroPython this app can use:
-    the virtual board, or an ESP32 with the ``camera`` module."""
-    from mpremote.transport import TransportError
-
-    try:
-        t = _transport(port)
-    except ToolError:
-        return False
-    try:
-        t.enter_raw_repl(soft_reset=True)
-        out = t.exec("import sys\ntry:\n import camera\n c=1\nexcept ImportError:\n c=0\n"
-                     "print(sys.platform, c)").decode().split()
-        return out[0] == "linux" or out == ["esp32", "1"]
-    except (TransportError, IndexError):
-        return False
-    finally:
-        try:
-            t.close()
-        except OSError:
-            pass
+        remote.close(t)
 
 
 def print_url(url, log=print):
@@ -358,24 +306,6 @@ def cmd_deploy(args):
         print(log_url)
 
 
-def cmd_install(args):
-    port = ports.require(args.port, "install")
-    secrets = None if args.no_provision else load_secrets(args.secrets)
-    if board_runs_camera_micropython(port):
-        print("install: MicroPython with camera support already on %s; not flashing" % port)
-    else:
-        from tools import flash
-
-        board_id = args.board or "esp32cam"
-        print("install: flashing MicroPython for %s" % board_id)
-        flash.flash(board_id, port, args.firmware)
-    url = deploy(port, args.board, secrets=secrets, wait=args.timeout)
-    if not url:
-        raise ToolError("the board did not report its address within %ss; "
-                        "see what it prints with `make repl PORT=%s`" % (args.timeout, port))
-    print_url(url)
-
-
 def cmd_repl(args):
     port = ports.require(args.port, "repl")
     print("REPL on %s: Ctrl-] or Ctrl-x leaves, Ctrl-D soft-resets the board, Ctrl-C stops the app"
@@ -383,34 +313,28 @@ def cmd_repl(args):
     return subprocess.call([sys.executable, "-m", "mpremote", "connect", port, "resume", "repl"])
 
 
-def register(sub):
-    def common(p):
-        p.add_argument("--port", default=os.environ.get("PORT") or None,
-                       help="serial port of the board (or PORT); build/vboard/tty for the "
-                            "virtual board")
-        p.add_argument("--board", default=os.environ.get("BOARD") or None,
-                       help="boards.json id (default: vboard on the virtual board, else esp32cam)")
-        p.add_argument("--secrets", default=SECRETS_FILE,
-                       help="first-run settings file (default secrets.json, git-ignored; "
-                            "asked for when missing and run from a terminal)")
-        p.add_argument("--no-provision", action="store_true",
-                       help="do not write Wi-Fi/admin settings to the board")
+def add_common_args(p):
+    """The options deploy and install share."""
+    add_port_arg(p)
+    p.add_argument("--board", default=os.environ.get("BOARD") or None,
+                   help="boards.json id (default: vboard on the virtual board, else esp32cam)")
+    p.add_argument("--secrets", default=SECRETS_FILE,
+                   help="first-run settings file (default secrets.json, git-ignored; "
+                        "asked for when missing and run from a terminal)")
+    p.add_argument("--no-provision", action="store_true",
+                   help="do not write Wi-Fi/admin settings to the board")
 
+
+def register(sub):
     p = sub.add_parser("deploy", help="build and copy the app to a board (only changed files), "
-                                      "then soft reset")
-    common(p)
+                                      "then soft reset",
+                       description="Build the app for the board, check that the board's "
+                                   "MicroPython can import it (mpy version and architecture), "
+                                   "copy only the files that differ, then soft reset.")
+    add_common_args(p)
     p.add_argument("--no-build", action="store_true", help="deploy the existing build")
     p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("install", help="first run: flash if needed, deploy, provision, "
-                                       "print the dashboard URL")
-    common(p)
-    p.add_argument("--firmware", default=os.environ.get("FIRMWARE") or None,
-                   help="MicroPython image to flash (default: the board's image from boards.json)")
-    p.add_argument("--timeout", type=float, default=60,
-                   help="seconds to wait for the board to report its address")
-    p.set_defaults(func=cmd_install)
-
     p = sub.add_parser("repl", help="open the board's REPL (mpremote)")
-    p.add_argument("--port", default=os.environ.get("PORT") or None, help="serial port (or PORT)")
+    add_port_arg(p)
     p.set_defaults(func=cmd_repl)

@@ -1,19 +1,16 @@
-"""MicroPython firmware for the camera boards: download it, or build it with the app frozen in.
+"""``python -m tools firmware``: build a full MicroPython firmware with the app frozen in.
 
-Download (what ``make flash`` uses when no FIRMWARE is given): boards.json
-names, per board, the camera-enabled MicroPython release image, a ``.zip``
-(``firmware.asset``) holding a merged ``firmware.bin`` (``firmware.file``) at
-``firmware.url``. ``fetch()`` keeps it in ``.cache/firmware/<board>/``; when the
-download fails it says which URL to fetch by hand and where to put it.
+(The released camera images ``make flash`` downloads are handled by
+``tools.images``.)
 
-Frozen build (``make firmware MICROPY_DIR=...``): ``build_firmware()`` runs the
-ESP32 port's own build in a MicroPython checkout with ``firmware/manifest.py``
-as the frozen manifest and the camera user C module (the micropython-camera-API
-repository, found next to the checkout or at ``CAMERA_API_DIR``). What is
-frozen is what ``make build`` ships for the board (the app package, ``lib/``
-and the pinned Microdot modules; boot.py and main.py stay files), staged in
-``build/frozen/`` for the manifest. It needs ESP-IDF set up in the shell;
-whatever is missing is listed with how to get it.
+``build_firmware()`` runs the ESP32 port's own build in a MicroPython
+checkout with ``firmware/manifest.py`` as the frozen manifest and the camera
+user C module (the micropython-camera-API repository, found next to the
+checkout or at ``CAMERA_API_DIR``). What is frozen is what ``make build``
+ships for the board (the app package, ``lib/`` and the pinned Microdot
+modules; boot.py and main.py stay files), staged in ``build/frozen/`` for
+the manifest. It needs ESP-IDF set up in the shell; whatever is missing is
+listed with how to get it.
 """
 
 import glob
@@ -21,14 +18,10 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
-import urllib.error
-import urllib.request
-import zipfile
 
-from tools import ROOT, ToolError, boards
+from tools import ROOT, ToolError, boards, images
+from tools.images import shortpath
 
-CACHE_DIR = os.path.join(ROOT, ".cache", "firmware")
 MANIFEST = os.path.join(ROOT, "firmware", "manifest.py")
 # firmware/manifest.py freezes what is here (relative path ../build/frozen);
 # build_firmware() stages the board's modules in first.
@@ -42,163 +35,6 @@ PORT_BOARDS = {
 CAMERA_API_NAME = "micropython-camera-API"
 # Variables our Makefile exports that mean something else to MicroPython's.
 _OUR_MAKE_VARS = ("BOARD", "BOARD_VARIANT", "BUILD", "PORT", "FIRMWARE")
-
-
-def shortpath(path):
-    """``path`` relative to the current directory, unless that climbs more than one level."""
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith(".." + os.sep + "..") else path
-
-
-def _camera_firmware(board):
-    fw = board.get("firmware")
-    if not fw:
-        raise ToolError("board %s has no camera firmware in boards.json; pass "
-                        "FIRMWARE=path/to/firmware.bin" % board["id"])
-    return fw
-
-
-# ---------------------------------------------------------------- download
-
-def cache_dir(board_id, cache=None):
-    """Where the downloaded firmware of ``board_id`` is kept.
-
-    cache: the top cache folder (default ``.cache/firmware`` in the repo).
-    """
-    return os.path.join(cache or CACHE_DIR, board_id)
-
-
-def cached_image(board, cache=None):
-    """Path of the board's firmware image in the cache (it may not exist yet)."""
-    return os.path.join(cache_dir(board["id"], cache), _camera_firmware(board)["file"])
-
-
-def is_cached(board, cache=None):
-    """Whether ``fetch()`` would find the board's firmware, or its .zip, without downloading."""
-    where = cache_dir(board["id"], cache)
-    fw = _camera_firmware(board)
-    return any(os.path.isfile(os.path.join(where, name)) for name in (fw["file"], fw["asset"]))
-
-
-def _human(n):
-    return "%.1f MB" % (n / 1e6) if n >= 1e6 else "%d KB" % (n // 1000)
-
-
-class Progress:
-    """Download progress on ``stream``: one updating line on a terminal,
-    a line at start and end otherwise."""
-
-    def __init__(self, name, total, stream=None):
-        self.name = name
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done = 0
-        self.shown = -1
-        if not self.tty:
-            size = _human(total) if total else "size unknown"
-            self._write("downloading %s (%s)\n" % (name, size))
-
-    def _write(self, text):
-        self.stream.write(text)
-        self.stream.flush()
-
-    def update(self, n):
-        self.done += n
-        if not self.tty:
-            return
-        pct = self.done * 100 // self.total if self.total else -1
-        if pct == self.shown and pct >= 0:
-            return
-        self.shown = pct
-        if self.total:
-            self._write("\rdownloading %s: %s / %s (%d%%)"
-                        % (self.name, _human(self.done), _human(self.total), pct))
-        else:
-            self._write("\rdownloading %s: %s" % (self.name, _human(self.done)))
-
-    def finish(self):
-        start = "\r" if self.tty else ""
-        self._write(start + "downloaded %s: %s\n" % (self.name, _human(self.done)))
-
-
-def _offline_error(board, url, where, reason):
-    fw = board["firmware"]
-    return ToolError(
-        "could not download the %s firmware (%s).\n"
-        "If this machine is offline, download it on another one:\n"
-        "  %s\n"
-        "and put %s (or the %s inside it) in\n"
-        "  %s\n"
-        "then run the same command again; or pass FIRMWARE=path/to/%s (--firmware)."
-        % (board["id"], reason, url, fw["asset"], fw["file"], shortpath(where) + os.sep, fw["file"])
-    )
-
-
-def _extract(board, zip_path, out):
-    """Take the board's firmware file out of ``zip_path`` into ``out``."""
-    fw = board["firmware"]
-    try:
-        with zipfile.ZipFile(zip_path) as z:
-            members = [m for m in z.namelist() if os.path.basename(m) == fw["file"]]
-            if not members:
-                raise ToolError("%s holds no %s (it has: %s); delete it and download %s again"
-                                % (shortpath(zip_path), fw["file"],
-                                   ", ".join(z.namelist()) or "nothing", fw["url"]))
-            tmp = out + ".part"
-            with z.open(sorted(members, key=len)[0]) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(tmp, out)
-    except zipfile.BadZipFile:
-        raise ToolError("%s is not a valid zip (an interrupted download?); delete it and run again"
-                        % shortpath(zip_path))
-    return out
-
-
-def fetch(board, url=None, cache=None, timeout=30, stream=None, log=print):
-    """Return the path of ``board``'s camera firmware image, downloading it if needed.
-
-    board: a ``boards.get()`` entry. url: where to download the ``.zip`` from
-    (default: the board's ``firmware.url``). cache: the top cache folder
-    (default ``.cache/firmware``). timeout: seconds to wait for the server.
-    stream: where download progress goes (default stderr).
-
-    A firmware file already in the cache is used as is; a ``.zip`` already
-    there is unpacked. On a failed download raises ToolError naming the URL
-    and the cache folder to put the file in by hand.
-    """
-    fw = _camera_firmware(board)
-    url = url or fw["url"]
-    where = cache_dir(board["id"], cache)
-    image = os.path.join(where, fw["file"])
-    zip_path = os.path.join(where, fw["asset"])
-    if os.path.isfile(image):
-        log("firmware: using %s (delete it to download the latest again)" % shortpath(image))
-        return image
-    os.makedirs(where, exist_ok=True)
-    if not os.path.isfile(zip_path):
-        part = zip_path + ".part"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                total = int(resp.headers.get("Content-Length") or 0)
-                progress = Progress(fw["asset"], total, stream)
-                with open(part, "wb") as out:
-                    while True:
-                        chunk = resp.read(65536)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        progress.update(len(chunk))
-                progress.finish()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            if os.path.exists(part):
-                os.remove(part)
-            reason = getattr(exc, "reason", None) or exc
-            raise _offline_error(board, url, where, reason)
-        os.replace(part, zip_path)
-    _extract(board, zip_path, image)
-    log("firmware: %s from %s" % (shortpath(image), fw["asset"]))
-    return image
 
 
 # ------------------------------------------------------------ frozen build
@@ -438,8 +274,7 @@ def build_firmware(board_id, micropython_dir, camera_dir=None, env=None, dry_run
     if not os.path.isfile(image):
         raise ToolError("the build finished but left no %s; check its output above" % image)
     shutil.copyfile(image, out)
-    from tools import flash
-    flash.check_image(out, board)
+    images.check_image(out, board)
     log("firmware: %s (%d bytes). Flash it with: make flash BOARD=%s FIRMWARE=%s PORT=/dev/ttyUSB0"
         % (shortpath(out), os.path.getsize(out), board_id, shortpath(out)))
     return out

@@ -2,6 +2,8 @@
 import gc
 import json
 
+import vmtest
+
 from camwatch.board import scenes
 from camwatch.board.scenes import SCENARIOS, SceneCamera
 
@@ -178,7 +180,7 @@ def test_failure_and_recovery_across_new_cameras():
 
 
 def test_scenario_from_json_file():
-    path = "/tmp/camwatch-scene-test.json"
+    path = vmtest.scratch("camwatch-scene-test.json")
     spec = {"noise": 1, "background": "gradient", "events": [
         {"at": 0, "for": 1000, "object": {"w": 10, "h": 10, "from": [0, 0], "to": [100, 0],
                                           "level": 250}}]}

@@ -5,7 +5,9 @@
 import array
 import sys
 
-SOURCE = "../../firmware/camwatch/board/esp32_camera.py"  # from tests/vm, the runner's cwd
+import vmtest
+
+SOURCE = vmtest.source("firmware/camwatch/board/esp32_camera.py")
 
 PINS = {"pwdn": 32, "reset": -1, "xclk": 0, "siod": 26, "sioc": 27,
         "d": [5, 18, 19, 21, 36, 39, 34, 35], "vsync": 25, "href": 23, "pclk": 22,
@@ -62,6 +64,7 @@ class FakeDriver:
 def _module():
     sys.modules["camera"] = FakeDriver
     FakeDriver.fail_init = None
+    FakeDriver.instances = []  # each test looks at its own; earlier frames need not stay in the heap
     namespace = {"__name__": "esp32_camera"}
     with open(SOURCE) as f:
         exec(f.read(), namespace)

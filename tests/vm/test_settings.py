@@ -2,9 +2,10 @@
 import json
 import os
 
+import vmtest
 from camwatch.settings import DEFAULTS, Settings, SettingsError, password_hash
 
-PATH = "/tmp/camwatch-test-settings.json"
+PATH = vmtest.scratch("camwatch-test-settings.json")
 
 
 def _fresh(content=None):
