@@ -176,7 +176,7 @@ def test_each_board_gets_its_image_through_the_redirect(release, cache, board_id
     digest = hashlib.sha256(release.assets[fw["asset"]]).hexdigest()
     text = "\n".join(lines)
     assert "%s sha256 %s" % (fw["asset"], digest) in text
-    assert "first download is trusted" in text
+    assert "first copy is trusted" in text
     record = images.cached_asset(board, cache) + ".sha256"
     assert open(record).read() == "%s  %s\n" % (digest, fw["asset"])
 

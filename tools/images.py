@@ -330,7 +330,7 @@ def verify_digest(board, asset_path, downloaded, log=print):
             f.write("%s  %s\n" % (digest, name))
         os.replace(record + ".new", record)
         log("firmware: %s sha256 %s\n"
-            "firmware: boards.json pins no digest for %s, so this first download is trusted "
+            "firmware: boards.json pins no digest for %s, so this first copy is trusted "
             "and its digest recorded in %s; a later download with another digest is refused. "
             "Compare it with the release page, and pin it in boards.json (firmware.sha256)."
             % (name, digest, board["id"], shortpath(record)))
