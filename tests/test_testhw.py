@@ -89,3 +89,23 @@ def test_a_build_the_board_cannot_import_runs_nothing(vboard):
     assert "make test-hw BOARD=vboard PORT=%s" % vboard.tty_link in r.stderr
     assert "test_" not in r.stdout
     assert sync.local_hashes(vboard.flash) == before
+
+
+def test_a_board_without_the_app_gets_it_deployed_first(blank_vboard):
+    r = make("test-hw", "PORT=" + blank_vboard.tty_link, "TESTHW_ARGS=-k test_harness.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    manifest_files = len(build_manifest()["files"])
+    assert ("test-hw: %d of the build's files are not on the board as built" % manifest_files
+            in r.stdout)
+    assert "deploy: %d to copy" % manifest_files in r.stdout
+    assert re.search(r"^test_harness\.py \.\.\.$", r.stdout, re.M)
+    # the app stays deployed; the tests are gone
+    assert sync.local_hashes(blank_vboard.flash) == sync.wanted(build_manifest())
+    blank_vboard.wait_http(timeout=30)
+
+
+def build_manifest():
+    import json
+
+    with open(os.path.join(build.build_dir("vboard"), "manifest.json")) as f:
+        return json.load(f)

@@ -4,9 +4,10 @@ The same tests that ``make test`` runs on the host's MicroPython VM run on
 the board's own MicroPython, through mpremote's serial transport (a USB
 board or the virtual board's pty alike):
 
-1. deploy the app build as ``make deploy`` does (after the same ABI check;
-   no settings are written; only what differs is copied), since the tests
-   import the built modules;
+1. check, as ``make deploy`` does, that the board can import the build;
+   when the board does not hold the build (on its flash or in its ROMFS
+   partition), deploy it as ``make deploy`` does, without settings: the
+   tests import the built modules;
 2. copy the test files into ``/.testhw`` on the board, with the repository
    files the tests read (``vmtest.source("...")``) and the virtual board's
    test helpers (e.g. ``camwatch/board/scenes``) compiled for the board when
@@ -64,6 +65,25 @@ def collect(tests_dir=TESTS_DIR, select=None):
             names = [n for n in names if select in "%s.py::%s" % (module, n)]
         if names:
             out.append((module, names))
+    return out
+
+
+def not_as_built(manifest, on_board):
+    """The build's files the board would not use as built, as board paths.
+
+    on_board: ``{path: sha256}`` of the board's files, a ROMFS partition's
+    under ``/rom``. For each file, the copy the board finds first must match:
+    the flash before ``/rom``, except ``/rom/lib`` before ``/lib`` (the
+    import path of a board with a romfs partition).
+    """
+    out = []
+    for entry in manifest["files"]:
+        path = entry["path"]
+        order = (["/rom/" + path, "/" + path] if path.startswith("lib/")
+                 else ["/" + path, "/rom/" + path])
+        found = next((on_board[p] for p in order if p in on_board), None)
+        if found != entry["sha256"]:
+            out.append("/" + path)
     return out
 
 
@@ -255,7 +275,15 @@ def test_hw(port, board_id=None, tests_dir=TESTS_DIR, select=None, no_build=Fals
         # to delete them at the next reset, after they were copied afresh.
         for path in [REMOTE_DIR] + extras:
             remote.remove_tree(t, path.lstrip("/"))
-        deploy.sync_files(t, port, board["id"], manifest, log=log)
+        stale = not_as_built(manifest, remote.device_files(t))
+        if stale:
+            log("test-hw: %d of the build's files are not on the board as built (%s%s); "
+                "deploying first" % (len(stale), ", ".join(stale[:3]),
+                                     ", ..." if len(stale) > 3 else ""))
+            deploy.sync_files(t, port, board["id"], manifest, log=log)
+        else:
+            log("test-hw: the board holds this build (BOARD=%s, %d files)"
+                % (board["id"], len(manifest["files"])))
         log("test-hw: %d test files to %s on %s (BOARD=%s)"
             % (len(copies), "/" + REMOTE_DIR, port, board["id"]))
         made = set()
