@@ -166,14 +166,10 @@ def follow_console(t, until, timeout, log=print):
 
 
 def default_board(found):
-    """The board id to build for when BOARD is not given: the virtual board's
-    for the virtual board, else the first camera board of its chip."""
-    chip = abi.board_chip(found)
-    if chip == "unix":
-        return "vboard"
-    if chip == "esp32s3":
-        return "esp32s3-eye"
-    return "esp32cam"
+    """The board id to build for when BOARD is not given: vboard on the
+    virtual board, else esp32cam (an ESP32-S3 board is then refused by
+    ``check_board_matches`` with the S3 boards to choose from)."""
+    return "vboard" if abi.board_chip(found) == "unix" else "esp32cam"
 
 
 def prepare(t, port, board_id=None, no_build=False, command="deploy", log=print):
@@ -262,7 +258,7 @@ def deploy(port, board_id=None, no_build=False, secrets=None, log=print, wait=20
     board printed after its reset, or None if it printed none in ``wait`` s.
 
     :param board_id: boards.json id; default: vboard for the virtual board's
-                     port, else esp32cam (esp32s3-eye on an ESP32-S3).
+                     port, else esp32cam.
     :param secrets: dict of first-run settings to provision, or None.
     :param command: the make target named in error messages.
 

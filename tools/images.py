@@ -271,11 +271,11 @@ def _fetch_error(board, url, asset_path, exc):
     fw = board["firmware"]
     if exc.missing:
         why = ("the server has no such file (%s): the release or asset name in boards.json "
-               "may be wrong" % exc.reason)
+               "may be wrong." % exc.reason)
     else:
         why = "%s; is this machine offline?" % exc.reason
     return ToolError(
-        "could not download the %s firmware: %s.\n"
+        "could not download the %s firmware: %s\n"
         "Fetch it by hand (on another machine if need be):\n"
         "  %s\n"
         "and put it, named %s, at\n"

@@ -329,20 +329,21 @@ def cmd_test_hw(args):
 def register(sub):
     p = sub.add_parser(
         "test-hw", help="run the on-VM test suite (tests/vm) on a connected board",
-        description="Deploy the app build (as `deploy`, without settings), copy tests/vm to "
-                    "the board, run every test module there in a fresh soft reset, print a "
+        description="Check that the board can import the app build, deploy it when the "
+                    "board does not hold it (as `deploy`, without settings), copy tests/vm to "
+                    "the board, run every test module there after a soft reset, print a "
                     "pytest-style report, remove the test files and restart the app. Exits 1 "
                     "when a test failed. Tests that need ESP32 hardware (camera, Wi-Fi scan, "
                     "temperature, LEDs) skip themselves elsewhere with a reason.")
     add_port_arg(p)
     p.add_argument("--board", default=os.environ.get("BOARD") or None,
-                   help="boards.json id of the build to deploy (default: vboard on the virtual "
-                        "board, else esp32cam)")
+                   help="boards.json id of the build the board should hold (default: vboard "
+                        "on the virtual board, else esp32cam)")
     p.add_argument("-k", metavar="TEXT",
                    help="run only tests whose module.py::name contains TEXT")
     p.add_argument("--tests", default=TESTS_DIR, metavar="DIR",
                    help="the suite to run (default tests/vm)")
-    p.add_argument("--no-build", action="store_true", help="deploy the existing build")
+    p.add_argument("--no-build", action="store_true", help="use the existing build")
     p.add_argument("--timeout", type=float, default=300,
                    help="seconds a test may print nothing before it counts as hung "
                         "(default %(default)s)")
