@@ -22,7 +22,7 @@ BOARD ?=
 PORT ?=
 export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS
 
-.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw
+.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto
 
 venv: $(STAMP)
 
@@ -73,7 +73,16 @@ chromium:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: venv chromium
+# The MQTT tests and `make fleet` run Debian's mosquitto (never as a system
+# service: each test starts its own on a free port); install it when missing.
+mosquitto:
+	@test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null 2>&1 || { \
+	  echo "installing Debian mosquitto for the MQTT tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
+
+test: venv chromium mosquitto
 	$(PY) -m pytest -q tests
 
 clean:

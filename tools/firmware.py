@@ -44,8 +44,8 @@ def frozen_sources(board):
 
     The same selection ``tools.build`` compiles for the board: the app in
     ``firmware/`` (minus boot.py, main.py, host-only files and the other
-    chips' board layer), every module of ``lib/``, and the Microdot modules
-    the app imports from the pinned package. ``target`` is the module's path
+    chips' board layer), every module of ``lib/``, and the Microdot and MQTT
+    client modules the app imports from the pinned packages. ``target`` is the module's path
     on the board's import path, e.g. ``camwatch/app.py``, ``microdot/sse.py``.
     """
     from tools import build
@@ -63,6 +63,10 @@ def frozen_sources(board):
     mdir = build.microdot_dir()
     for name in build.MICRODOT_MODULES:
         found.append((os.path.join(mdir, name), "microdot/" + name))
+    for package, modules in build.BOARD_PACKAGES.items():
+        pdir = build.package_dir(package)
+        for name in modules:
+            found.append((os.path.join(pdir, name), package + "/" + name))
     return found
 
 

@@ -13,6 +13,7 @@ import time
 import camwatch
 from camwatch import board as board_layer
 from camwatch.guard import Guard
+from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
 from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
 from camwatch.static import Files
 from camwatch.status import Status
@@ -61,6 +62,7 @@ class App:
         self.parts = []
         add_routes(self)
         # capabilities: each owns its routes, task and settings keys
+        self.add(Mqtt(self))
         add_static(self)  # last: its route matches every path
 
     def add(self, part):

@@ -6,7 +6,8 @@ Saves are atomic: the new file is written beside the old one and renamed over
 it, so a power cut mid-save leaves the old file or the new one.
 
 Every key has a spec ``(type, low, high)``: ints and floats are range-checked,
-strings are length-checked (``low``..``high`` characters), ``"rects"`` is a
+strings are length-checked (``low``..``high`` characters), ``"bool"`` is
+``true``/``false``, ``"rects"`` is a
 list of at most ``high`` ``[x, y, w, h]`` lists of non-negative ints.
 Secrets (Wi-Fi password, admin password hash) are never returned by
 ``public()``.
@@ -127,6 +128,9 @@ def check(key, value):
             raise SettingsError(key, "must be text")
         if not low <= len(value) <= high:
             raise SettingsError(key, "must be %d to %d characters" % (low, high))
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise SettingsError(key, "must be true or false")
     elif kind == "rects":
         if not isinstance(value, list) or len(value) > high:
             raise SettingsError(key, "must be a list of at most %d [x, y, w, h]" % high)

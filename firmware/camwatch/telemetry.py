@@ -26,6 +26,7 @@ class Telemetry:
         self.started = time.ticks_ms()
         self.heap_min_free = gc.mem_free()
         self._low = False
+        self.sources = []  # callables adding fields of their own to a sample
 
     def uptime_s(self):
         return time.ticks_diff(time.ticks_ms(), self.started) // 1000
@@ -55,6 +56,8 @@ class Telemetry:
             "dropped": stats["dropped"],
             "resyncs": stats["resyncs"],
         }
+        for source in self.sources:
+            source(data)
         warn = self.settings["heap_warn_bytes"]
         if free < warn and not self._low:
             self._low = True

@@ -202,6 +202,31 @@ class Hub:
         return eid
 
     @property
+    def seq(self):
+        """The number of the newest event (0 before the first): a reader
+        that starts here gets only events published from now on."""
+        return self._ring.seq
+
+    def read(self, cursor):
+        """The event after ``cursor``, for a reader that is not a stream (an
+        MQTT bridge, a log): a cursor into the ring like a stream's, so
+        however far behind it is it costs no memory.
+
+        Returns ``(n, frame, lost)``: the number of the event returned (the
+        next cursor), its wire bytes as formatted for the streams (``None``
+        when nothing newer was published: ``n`` is then the cursor), and how
+        many events after ``cursor`` are gone from the ring (0 if none).
+        """
+        ring = self._ring
+        lost = ring.lost(cursor)
+        if lost:
+            cursor = ring.first() - 1
+        if cursor >= ring.seq:
+            return cursor, None, lost
+        cursor += 1
+        return cursor, ring.frame(cursor), lost
+
+    @property
     def last_id(self):
         """The id of the newest event, or ``None`` before the first."""
         ring = self._ring

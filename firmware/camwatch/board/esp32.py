@@ -118,6 +118,14 @@ class Board:
         if self._wdt is not None:
             self._wdt.feed()
 
+    def unique_id(self):
+        """The chip's unique id (its MAC) as hex: names the board on a broker."""
+        return "".join("%02x" % b for b in machine.unique_id())
+
+    def restart(self):
+        """Reset the chip, as the reset button does."""
+        machine.reset()
+
     def led(self, name, on):
         pin = self._leds.get(name)
         if pin is not None:

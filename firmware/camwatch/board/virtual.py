@@ -6,6 +6,8 @@ by ``python -m tools run`` / ``tools.vboard.VirtualBoard``:
 - ``CAMWATCH_HTTP_PORT``: TCP port to serve on (overrides the settings file).
 - ``CAMWATCH_HOST``: address to bind (127.0.0.1 unless the user asked for LAN).
 - ``CAMWATCH_SCENE``: the simulated camera's scenario (default "default").
+- ``CAMWATCH_ID``: the board's unique id (a real board's is its MAC), so
+  several virtual boards on one broker are told apart.
 
 The host can make the fake Wi-Fi drop: while the file ``.vboard/wifi-down``
 exists in the flash folder, the station is disconnected.
@@ -105,6 +107,16 @@ class Board:
 
     def feed_watchdog(self):
         pass
+
+    def unique_id(self):
+        return os.getenv("CAMWATCH_ID") or "0000000f1b0a"
+
+    def restart(self):
+        """The VM ends (SIGTERM from a shell it starts: $PPID is the VM) and
+        the supervisor (tools.vboard) starts it again, as after a reset:
+        boot.py, then main.py. SystemExit would only drop into the REPL."""
+        os.system("kill -TERM $PPID")
+        time.sleep_ms(1000)  # the signal ends the process before this does
 
     def led(self, name, on):
         pass
