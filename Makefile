@@ -1,6 +1,7 @@
 # camwatch: the user's interface. Every target sets up what it needs.
 #
-#   make run                      build and start the virtual board (Ctrl-C stops)
+#   make run   [MQTT=host:port]   build and start the virtual board (Ctrl-C stops)
+#   make fleet N=5                Mosquitto and N virtual boards reporting to it
 #   make test                     install everything and run every suite
 #   make build   BOARD=esp32cam   the files a board holds, in build/<board>/fs
 #   make flash   PORT=/dev/ttyUSB0 [FIRMWARE=firmware.bin | FIRMWARE_URL=https://.../my.zip]
@@ -20,9 +21,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 BOARD ?=
 PORT ?=
-export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS
+export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS MQTT MQTT_PORT N
 
-.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto
+.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto fleet
 
 venv: $(STAMP)
 
@@ -72,6 +73,9 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+fleet: venv mosquitto
+	$(PY) -m tools fleet
 
 # The MQTT tests and `make fleet` run Debian's mosquitto (never as a system
 # service: each test starts its own on a free port); install it when missing.

@@ -280,10 +280,151 @@ def section_app_heap(bench):
                  used[False] - used[True], "bytes")
 
 
+def _mqtt_board(bench, seconds, broker=None, streams=1):
+    """Run the app for ``seconds`` with ``streams`` open /events streams
+    (and MQTT reporting to ``broker`` when given); every 2 s change a
+    setting and time how long its ``status`` event takes to reach a stream.
+    Return (fps samples, latency samples in ms, lowest free heap, events
+    the broker got or None, the last /api/status)."""
+    from tools.deploy import admin_hash
+    from tools.vboard import VirtualBoard, prepare_flash
+
+    flash = tempfile.mkdtemp(prefix="camwatch-bench-mqtt-")
+    image = prepare_flash(flash, "vboard", True)
+    salt, digest = admin_hash("bench")
+    settings = {"telemetry_s": 1, "admin_salt": salt, "admin_hash": digest,
+                "hostname": "bench"}
+    if broker is not None:
+        settings.update(mqtt_host="127.0.0.1", mqtt_port=broker.port)
+    with open(os.path.join(flash, "settings.json"), "w") as f:
+        json.dump(settings, f)
+    vb = VirtualBoard(flash, os.path.join(flash, ".tty"), http_port=_free_port(), romfs=image)
+    arrivals = []  # monotonic time of each settings status event on the first stream
+    received = [0]
+    sub = None
+    try:
+        vb.start()
+        vb.wait_http(timeout=30)
+        if broker is not None:
+            # a host subscriber, as Home Assistant would be
+            sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-t",
+                                    "camwatch/bench/event/#"], stdout=subprocess.PIPE)
+
+            def count():
+                for _ in sub.stdout:
+                    received[0] += 1
+
+            threading.Thread(target=count, daemon=True).start()
+        conns = [urllib.request.urlopen(vb.url + "events", timeout=30) for _ in range(streams)]
+
+        def read(conn, first):
+            try:
+                kind = None
+                for line in conn:
+                    if line.startswith(b"event:"):
+                        kind = line[6:].strip()
+                    elif first and kind == b"status" and b'"kind": "settings"' in line:
+                        arrivals.append(time.monotonic())
+            except (OSError, ValueError):
+                pass
+
+        for i, c in enumerate(conns):
+            threading.Thread(target=read, args=(c, i == 0), daemon=True).start()
+        fps, latency, low = [], [], None
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end:
+            time.sleep(1)
+            with urllib.request.urlopen(vb.url + "api/status", timeout=5) as r:
+                status = json.loads(r.read())
+            fps.append(status["fps"])
+            low = status["heap_min_free"]
+            n += 1
+            if n % 2:
+                continue
+            seen = len(arrivals)
+            body = json.dumps({"password": "bench",
+                               "settings": {"update_ms": 500 + 10 * (n % 4)}}).encode()
+            t0 = time.monotonic()
+            urllib.request.urlopen(urllib.request.Request(
+                vb.url + "api/settings", data=body,
+                headers={"Content-Type": "application/json"}), timeout=5).read()
+            wait_until = time.monotonic() + 5
+            while len(arrivals) == seen and time.monotonic() < wait_until:
+                time.sleep(0.001)
+            if len(arrivals) > seen:
+                latency.append((arrivals[seen] - t0) * 1000)
+        status["memory_error"] = "MemoryError" in vb.console()
+        return fps[3:], latency, low, (received[0] if sub else None), status
+    finally:
+        if sub is not None:
+            sub.terminate()
+            sub.wait()
+        vb.stop()
+        shutil.rmtree(flash, ignore_errors=True)
+
+
+def section_mqtt(bench):
+    """MQTT: resident heap of the client, and detection fps, SSE latency and
+    heap with MQTT off vs reporting to a local Mosquitto.
+
+    Resident heap from the ROMFS image (how the virtual board runs); the app
+    runs with 4 open streams, telemetry every second, for ``--seconds`` each
+    way; SSE latency is a settings POST to its ``status`` event on a stream.
+    """
+    from tools.mosquitto import Broker
+
+    out = bench.vm("mqtt_imports.py", heap=bench.heap * 4, env={"CAMWATCH_ROMFS": bench.romfs},
+                   path=[".frozen"])
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "resident":
+            bench.figure("resident heap, %s" % words[1].replace("_", " "), int(words[2]),
+                         "bytes", note={"mqtt_off": "camwatch.mqtt: all MQTT costs while off",
+                                        "session": "camwatch.mqtt_bridge",
+                                        "client": "chumicro_mqtt (PyPI chumicro-mqtt)",
+                                        "discovery": "camwatch.ha, unloaded after use",
+                                        }.get(words[1]))
+        elif "Error" in line:
+            bench.log(out)
+    runs = {}
+    folder = tempfile.mkdtemp(prefix="camwatch-bench-broker-")
+    broker = Broker(folder)
+    try:
+        broker.start()
+        for label, b in (("off", None), ("on", broker)):
+            runs[label] = _mqtt_board(bench, bench.seconds, b, streams=4)
+    finally:
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    for label in ("off", "on"):
+        fps, latency, low, received, status = runs[label]
+        what = "MQTT off" if label == "off" else "MQTT on, broker connected"
+        bench.figure("detection fps, %s, 4 streams" % what, None, "fps", runs=fps)
+        bench.figure("SSE latency (settings POST to its event), %s" % what, None, "ms",
+                     runs=latency)
+        bench.figure("lowest free heap, %s, 4 streams" % what, low, "bytes",
+                     note="%s; %d published, %d dropped" % (
+                         "MemoryError seen" if status["memory_error"] else "no MemoryError",
+                         status["published"],
+                         status["dropped"]) + (
+                         "; the broker got %d events" % received if received is not None else ""))
+    off, on = runs["off"], runs["on"]
+    if off[0] and on[0]:
+        bench.figure("detection fps, MQTT on / off", statistics.median(on[0]) /
+                     statistics.median(off[0]), "x", goal="within 10% (>= 0.9)")
+    if off[1] and on[1]:
+        bench.figure("SSE latency, MQTT on / off", statistics.median(on[1]) /
+                     statistics.median(off[1]), "x", goal="within 10% (<= 1.1)")
+    bench.figure("heap MQTT takes while connected (lowest free, off - on)", off[2] - on[2],
+                 "bytes")
+
+
 SECTIONS = [
     ("vm", section_vm_scripts),
     ("imports", section_imports),
     ("app_heap", section_app_heap),
+    ("mqtt", section_mqtt),
 ]
 
 

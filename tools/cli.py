@@ -63,10 +63,35 @@ def cmd_run(args):
                                          if e["path"] in vboard.FLASH_FILES])
     flash = args.flash or os.path.join(build.build_dir(args.board), "flash")
     sync.sync_folder(manifest, fs, flash)
+    if args.mqtt:
+        set_broker(flash, args.mqtt)
     tty = args.tty or os.path.join(build.build_dir(args.board), "tty")
     vb = vboard.VirtualBoard(flash, tty, http_port=args.http_port, host=args.host,
                              board_id=args.board, echo=sys.stdout.buffer, romfs=romfs)
     vboard.run_forever(vb)
+
+
+def set_broker(flash, address):
+    """``make run MQTT=host:port``: point the board's settings at a broker."""
+    import json
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ToolError("MQTT=%s: give the broker as host:port, e.g. MQTT=127.0.0.1:1883 "
+                        "(`make fleet` starts one)" % address)
+    path = os.path.join(flash, "settings.json")
+    values = {}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except ValueError:
+            values = {}
+    values.update(mqtt_host=host, mqtt_port=int(port))
+    with open(path, "w") as f:
+        json.dump(values, f)
+    print("run: reporting to the MQTT broker at %s:%s (topics under camwatch/<hostname>/)"
+          % (host, port))
 
 
 def cmd_bench(args):
@@ -122,6 +147,8 @@ def register_core(sub):
                    default=os.environ.get("ROMFS", "1") != "0",
                    help="run every module from the flash folder instead of from a ROMFS image "
                         "mounted at /rom (or ROMFS=0)")
+    p.add_argument("--mqtt", metavar="HOST:PORT", default=os.environ.get("MQTT") or None,
+                   help="report to this MQTT broker (saved in the board's settings; or MQTT)")
     p.set_defaults(func=cmd_run)
 
 
@@ -130,7 +157,8 @@ def parser():
     sub = ap.add_subparsers(dest="command", metavar="command")
     sub.required = True
     register_core(sub)
-    from tools import deploy, flash, install, testhw
+    from tools import deploy, flash, fleet, install, testhw
+    fleet.register(sub)
     flash.register(sub)
     deploy.register(sub)
     install.register(sub)

@@ -9,8 +9,11 @@ Topics: see camwatch.mqtt.
 """
 
 import asyncio
+import errno
 import gc
 import json
+import select
+import socket
 import sys
 import time
 
@@ -28,6 +31,97 @@ REFUSED_RETRY_S = const(60)  # after the broker refused our credentials
 RESTART_GUARD_MS = const(3000)  # a retained set/restart is not obeyed at connect
 IMAGE_TIMEOUT_MS = const(10000)
 _IO_WRITE = const(2)  # the client's io_interest() bit: it has data to send
+
+
+class Connection:
+    """The MQTT socket: the transport chumicro-mqtt's ``transport_factory``
+    asks for (its connector contract: ``state``, ``tick()``, ``socket``,
+    ``last_error``, ``cancel()``), and the non-blocking socket it then uses
+    (``send``, ``recv_into``, ``close``, ``setblocking``), in one small
+    object instead of the chumicro-sockets package (8.6 KB of heap on the
+    64-bit VM where this takes about 1.5 KB).
+
+    :param host: the broker's name or address. A name is resolved with
+        ``getaddrinfo``, which blocks while it asks DNS (an address does not).
+    :param port: the broker's TCP port.
+    """
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+        self.state = "awaiting_dns"
+        self.socket = None  # self, once connected
+        self.last_error = None
+        self._sock = None
+        self._poll = None
+
+    # -- the connector ------------------------------------------------------
+
+    @property
+    def io_socket(self):
+        return self._sock
+
+    def io_interest(self, now_ms):
+        return _IO_WRITE if self.state == "awaiting_tcp" else 0
+
+    def next_deadline(self, now_ms):
+        return None  # the client bounds the whole attempt itself
+
+    def tick(self, now_ms):
+        """One step: resolve and start connecting, then see if it is done."""
+        try:
+            if self.state == "awaiting_dns":
+                address = socket.getaddrinfo(self.host, self.port)[0][-1]
+                sock = self._sock = socket.socket()
+                sock.setblocking(False)
+                try:
+                    sock.connect(address)
+                except OSError as exc:
+                    if exc.errno != errno.EINPROGRESS:
+                        raise
+                self._poll = select.poll()
+                self._poll.register(sock, select.POLLOUT)
+                self.state = "awaiting_tcp"
+            elif self.state == "awaiting_tcp":
+                ready = self._poll.poll(0)
+                if ready:
+                    self._poll = None
+                    if ready[0][1] & (select.POLLERR | select.POLLHUP):
+                        raise OSError(errno.ECONNREFUSED)
+                    self.socket = self
+                    self.state = "ready"
+        except OSError as exc:
+            self.last_error = exc
+            self.cancel()
+
+    def cancel(self):
+        self.close()
+        if self.state != "ready":
+            self.state = "failed"
+
+    # -- the socket -----------------------------------------------------------
+
+    def send(self, data):
+        n = self._sock.write(data)
+        return 0 if n is None else n  # None: the socket is full for now
+
+    def recv_into(self, buf, nbytes=0):
+        n = self._sock.readinto(buf, nbytes or len(buf))
+        if n is None:  # nothing to read now
+            raise OSError(errno.EAGAIN)
+        return n
+
+    def setblocking(self, flag):
+        self._sock.setblocking(flag)
+
+    def close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+            self._poll = None
 
 
 def split_frame(frame):
@@ -187,7 +281,6 @@ class Bridge:
         """One connection's life: returns when a setting asks for a new one."""
         # Imported here: a board without a broker never loads the client.
         from chumicro_mqtt import MQTTClient
-        from chumicro_sockets.sockets_factory import fixed_connector_factory
 
         s = self.settings
         self._renew = False
@@ -195,7 +288,7 @@ class Bridge:
         prefix = self.prefix()
         host, port = s["mqtt_host"], s["mqtt_port"]
         client = MQTTClient(
-            transport_factory=fixed_connector_factory(host, port),
+            transport_factory=lambda: Connection(host, port),
             client_id=self.node, keep_alive_seconds=KEEPALIVE_S,
             username=s["mqtt_user"] or None, password=s["mqtt_password"] or None,
             will_topic=prefix + "/availability", will_message=b"offline", will_qos=1,
