@@ -63,7 +63,7 @@ repl: venv
 test-hw: venv
 	$(PY) -m tools test-hw $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(TESTHW_ARGS)
 
-bench: venv
+bench: venv mosquitto
 	$(PY) -m tools bench
 
 # The browser tests drive Debian's chromium; install it when it is missing.
@@ -79,12 +79,15 @@ fleet: venv mosquitto
 
 # The MQTT tests and `make fleet` run Debian's mosquitto (never as a system
 # service: each test starts its own on a free port); install it when missing.
+# mosquitto-clients: mosquitto_sub, to watch a fleet by hand.
 mosquitto:
-	@test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null 2>&1 || { \
+	@{ test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null 2>&1; } && \
+	  command -v mosquitto_sub >/dev/null 2>&1 || { \
 	  echo "installing Debian mosquitto for the MQTT tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    mosquitto mosquitto-clients >/dev/null; }
 
 test: venv chromium mosquitto
 	$(PY) -m pytest -q tests

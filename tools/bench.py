@@ -307,14 +307,13 @@ def _mqtt_board(bench, seconds, broker=None, streams=1):
         vb.wait_http(timeout=30)
         if broker is not None:
             # a host subscriber, as Home Assistant would be
-            sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-t",
-                                    "camwatch/bench/event/#"], stdout=subprocess.PIPE)
+            import paho.mqtt.client as paho
 
-            def count():
-                for _ in sub.stdout:
-                    received[0] += 1
-
-            threading.Thread(target=count, daemon=True).start()
+            sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench")
+            sub.on_connect = lambda c, *a: c.subscribe("camwatch/bench/event/#", qos=1)
+            sub.on_message = lambda *a: received.__setitem__(0, received[0] + 1)
+            sub.connect("127.0.0.1", broker.port)
+            sub.loop_start()
         conns = [urllib.request.urlopen(vb.url + "events", timeout=30) for _ in range(streams)]
 
         def read(conn, first):
@@ -358,8 +357,8 @@ def _mqtt_board(bench, seconds, broker=None, streams=1):
         return fps[3:], latency, low, (received[0] if sub else None), status
     finally:
         if sub is not None:
-            sub.terminate()
-            sub.wait()
+            sub.loop_stop()
+            sub.disconnect()
         vb.stop()
         shutil.rmtree(flash, ignore_errors=True)
 
