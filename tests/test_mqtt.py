@@ -7,6 +7,8 @@ whatever the broker does."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,7 @@ import pytest
 from conftest import board_flash, free_port, romfs_image, write_settings
 from mqtt_broker import Broker, Watcher, discovery_problems
 from sse_client import Stream, id_number
+from tools import ROOT
 from tools.vboard import VirtualBoard
 
 PREFIX = "camwatch/cam1"
@@ -354,3 +357,31 @@ def test_four_streams_detection_and_mqtt_with_pictures_stay_inside_the_heap(brok
             s.close()
         watch.close()
     assert_alive(vb)
+
+
+def test_make_run_mqtt_connects_the_virtual_board_to_a_broker(broker, tmp_path):
+    # what `make run MQTT=127.0.0.1:<port>` runs
+    watch = Watcher(broker)
+    port = free_port()
+    flash = tmp_path / "flash"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools", "run", "--http-port", str(port), "--flash", str(flash),
+         "--tty", str(tmp_path / "tty"), "--mqtt", "127.0.0.1:%d" % broker.port],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        online = watch.wait(lambda m: m.topic.endswith("/availability") and m.payload == b"online",
+                            timeout=60, what="the board online")
+        assert online.topic == "camwatch/camwatch/availability"  # its host name: camwatch
+        watch.topic("camwatch/camwatch/event/telemetry", timeout=30)
+        with open(flash / "settings.json") as f:
+            saved = json.load(f)
+        assert (saved["mqtt_host"], saved["mqtt_port"]) == ("127.0.0.1", broker.port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        watch.close()
+    out = proc.stdout.read()
+    assert "run: reporting to the MQTT broker at 127.0.0.1:%d" % broker.port in out, out

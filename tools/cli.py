@@ -76,7 +76,9 @@ def set_broker(flash, address):
     import json
 
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    if address == "off":
+        host, port = "", "1883"
+    elif not host or not port.isdigit():
         raise ToolError("MQTT=%s: give the broker as host:port, e.g. MQTT=127.0.0.1:1883 "
                         "(`make fleet` starts one)" % address)
     path = os.path.join(flash, "settings.json")
@@ -90,8 +92,11 @@ def set_broker(flash, address):
     values.update(mqtt_host=host, mqtt_port=int(port))
     with open(path, "w") as f:
         json.dump(values, f)
-    print("run: reporting to the MQTT broker at %s:%s (topics under camwatch/<hostname>/)"
-          % (host, port))
+    if host:
+        print("run: reporting to the MQTT broker at %s:%s (topics under camwatch/<hostname>/; "
+              "kept in the board's settings until MQTT=off)" % (host, port))
+    else:
+        print("run: MQTT off")
 
 
 def cmd_bench(args):
@@ -148,7 +153,8 @@ def register_core(sub):
                    help="run every module from the flash folder instead of from a ROMFS image "
                         "mounted at /rom (or ROMFS=0)")
     p.add_argument("--mqtt", metavar="HOST:PORT", default=os.environ.get("MQTT") or None,
-                   help="report to this MQTT broker (saved in the board's settings; or MQTT)")
+                   help="report to this MQTT broker, kept in the board's settings; 'off' stops "
+                        "reporting (or MQTT)")
     p.set_defaults(func=cmd_run)
 
 

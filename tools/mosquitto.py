@@ -61,8 +61,11 @@ class Broker:
         self.proc = None
 
     def start(self, timeout=10):
+        # a session of its own: Ctrl-C on `make fleet` reaches the boards,
+        # which say goodbye to a broker still there; stop() ends it after
         self.proc = subprocess.Popen([mosquitto_command(), "-c", self.conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
