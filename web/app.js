@@ -202,7 +202,9 @@ function fillEpisode(li, start, dur, peak, now) {
 function onMotion(d) {
   const now = Date.now();
   if (typeof d.t === "number") bootWall = Math.min(bootWall, now - d.t);
-  const start = typeof d.t === "number" && bootWall !== Infinity ? bootWall + d.t : now;
+  // the board's own clock once NTP set it (Unix seconds), else the phone's
+  const at = typeof d.time === "number" ? d.time * 1000 : now;
+  const start = typeof d.time === "number" ? at : typeof d.t === "number" && bootWall !== Infinity ? bootWall + d.t : now;
   if (Array.isArray(d.frame)) {
     const vb = "0 0 " + d.frame[0] + " " + d.frame[1];
     if (vb !== frame) {
@@ -230,7 +232,7 @@ function onMotion(d) {
   const text = active ? d.phase + " · " + pctText(d.score) + " changed · " + num(d.blocks) + " blocks · box " + box
     : "end · lasted " + lasted + " · peak " + pctText(d.peak_score) + " · box " + box;
   setText($("motion-info"), active ? "Motion: " + pctText(d.score) + " of the picture changed, box " + box
-    : "Last motion ended " + clock(now) + ", lasted " + lasted);
+    : "Last motion ended " + clock(at) + ", lasted " + lasted);
 
   if (d.phase === "start" || (active && !episode)) {
     if (episodes.querySelector(".empty")) episodes.textContent = "";

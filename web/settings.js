@@ -26,6 +26,13 @@ const KNOWN = {
   wifi_ssid: ["Wi-Fi network", "empty: the board makes its own access point"],
   wifi_timeout_s: ["Wi-Fi timeout (s)", ""],
   http_port: ["HTTP port", "the page moves with it"],
+  ntp_server: ["NTP server", "sets the board's clock; empty: events carry no time"],
+  mqtt_host: ["MQTT broker", "name or address; empty: MQTT off"],
+  mqtt_port: ["MQTT port", ""],
+  mqtt_user: ["MQTT user", "the password is set with the API (never shown)"],
+  mqtt_prefix: ["MQTT topic prefix", "empty: camwatch/<host name>"],
+  ha_discovery: ["Home Assistant discovery", ""],
+  mqtt_image: ["Send the motion picture over MQTT", ""],
 };
 const ORDER = Object.keys(KNOWN);
 const HIDDEN = ["admin_password_set"]; // facts about the board, not settings

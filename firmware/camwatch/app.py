@@ -12,6 +12,7 @@ import time
 
 import camwatch
 from camwatch import board as board_layer
+from camwatch.clock import Clock  # declares its settings: before Settings()
 from camwatch.guard import Guard
 from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
 from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
@@ -62,6 +63,7 @@ class App:
         self.parts = []
         add_routes(self)
         # capabilities: each owns its routes, task and settings keys
+        self.clock = self.add(Clock(self))
         self.add(Mqtt(self))
         add_static(self)  # last: its route matches every path
 
@@ -148,6 +150,7 @@ class App:
                 data["phase"] = kind
                 data["frame"] = frame_size
                 data["t"] = time.ticks_diff(start, self.telemetry.started)  # uptime, ms
+                self.clock.stamp(data)
                 self.hub.publish(data, event="motion")
                 self.board.led("status", kind != "end")
             frames += 1

@@ -15,6 +15,7 @@ class Status:
         self.hub = hub
         self.warnings = []  # the last few warnings, for /api/status
         self.last = {}  # kind -> the last report of that kind
+        self.stamp = None  # adds the wall-clock time to an event (camwatch.clock)
 
     def report(self, kind, message, fields=None):
         """Publish a status event of ``kind`` (boot, wifi, camera, settings,
@@ -22,6 +23,8 @@ class Status:
         data = {"kind": kind, "message": message}
         if fields:
             data.update(fields)
+        if self.stamp is not None:
+            self.stamp(data)
         self.last[kind] = data
         if kind == "warning":
             self.warnings.append(message)

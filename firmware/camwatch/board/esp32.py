@@ -126,6 +126,16 @@ class Board:
         """Reset the chip, as the reset button does."""
         machine.reset()
 
+    def set_time(self, server):
+        """Set the clock (the RTC, UTC) from the NTP server ``server``, a
+        name or an address. Blocks up to a second for the answer; raises
+        OSError when there is none (or the name does not resolve)."""
+        import ntptime  # frozen into MicroPython's ESP32 firmware
+
+        ntptime.host = server
+        ntptime.timeout = 1
+        ntptime.settime()
+
     def led(self, name, on):
         pin = self._leds.get(name)
         if pin is not None:

@@ -10,13 +10,15 @@ by ``python -m tools run`` / ``tools.vboard.VirtualBoard``:
   several virtual boards on one broker are told apart.
 
 The host can make the fake Wi-Fi drop: while the file ``.vboard/wifi-down``
-exists in the flash folder, the station is disconnected.
+exists in the flash folder, the station is disconnected. While
+``.vboard/ntp-down`` exists, NTP servers do not answer.
 """
 
 import os
 import time
 
 WIFI_DOWN_FILE = ".vboard/wifi-down"
+NTP_DOWN_FILE = ".vboard/ntp-down"
 
 
 class WiFi:
@@ -117,6 +119,16 @@ class Board:
         boot.py, then main.py. SystemExit would only drop into the REPL."""
         os.system("kill -TERM $PPID")
         time.sleep_ms(1000)  # the signal ends the process before this does
+
+    def set_time(self, server):
+        """The VM's clock is the host's, which the host keeps right: there
+        is nothing to set. Raises OSError, as an unanswered NTP query does,
+        while ``.vboard/ntp-down`` exists."""
+        try:
+            os.stat(NTP_DOWN_FILE)
+        except OSError:
+            return
+        raise OSError(110)  # ETIMEDOUT
 
     def led(self, name, on):
         pass
