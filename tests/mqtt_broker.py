@@ -38,11 +38,15 @@ class Watcher:
     ``wait(predicate)`` waits until some message satisfies it.
     """
 
-    def __init__(self, broker, topics=("#",), user=None, password=None, name="watcher"):
+    def __init__(self, broker, topics=("#",), user=None, password=None, name="watcher",
+                 session=False):
         self.messages = []
         self._cond = threading.Condition()
+        # session: a persistent session (named by ``name``), so the broker
+        # queues what comes while this client is away, as for Home Assistant
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2,
-                                  client_id="%s-%d" % (name, os.getpid()))
+                                  client_id="%s-%d" % (name, os.getpid()),
+                                  clean_session=not session)
         if user:
             self.client.username_pw_set(user, password)
         self._topics = topics

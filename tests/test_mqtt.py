@@ -181,12 +181,24 @@ def test_last_will_says_offline_when_the_board_dies(broker, start_board):
     watch.close()
 
 
-def test_reconnects_after_the_broker_restarts_and_drops_telemetry_first(broker, start_board):
+@pytest.fixture
+def persistent_broker(tmp_path):
+    b = Broker(tmp_path / "broker", persistent=True)
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_reconnects_after_the_broker_restarts_and_drops_telemetry_first(persistent_broker,
+                                                                        start_board):
     # a still scene: what piles up while the broker is away is telemetry
-    # (one a second) and the board's own status
+    # (one a second) and the board's own status. The broker keeps the
+    # watcher's session across its restart, so the watcher misses nothing
+    # the board sends, however fast the board is back.
+    broker = persistent_broker
     vb = start_board(scene="idle", **mqtt_settings(broker, ha_discovery=False,
                                                    mqtt_image=False))
-    watch = Watcher(broker)
+    watch = Watcher(broker, session=True)
     watch.topic(PREFIX + "/event/telemetry")
     stream = Stream(vb.url, timeout=10)  # what happened, as the page sees it
     last_before = id_number(watch.topic(PREFIX + "/event/telemetry",
@@ -201,7 +213,7 @@ def test_reconnects_after_the_broker_restarts_and_drops_telemetry_first(broker, 
         sse[id_number(ev.id)] = ev.event
     assert get(vb, "api/status")[0] == 200  # the page is served all along
     broker.start()
-    watch = Watcher(broker)
+    watch = Watcher(broker, session=True)
     watch.topic(PREFIX + "/availability", payload=b"online", timeout=90)
     # once connected again, the outbox drains and the drop count stops
     # growing: take the first telemetry that says the same as the one before

@@ -33,9 +33,12 @@ class Broker:
     :param folder: where its configuration, password file and log go.
     :param users: ``{user: password}``; when given, anonymous clients are
         refused and only these may connect.
+    :param persistent: keep retained messages and persistent sessions (with
+        what is queued for them) across a restart, as a broker installed as
+        a service does.
     """
 
-    def __init__(self, folder, users=None, port=None):
+    def __init__(self, folder, users=None, port=None, persistent=False):
         self.folder = str(folder)
         os.makedirs(self.folder, exist_ok=True)
         self.port = port or free_port()
@@ -44,7 +47,8 @@ class Broker:
         # as root, mosquitto would switch to its own user, who cannot read
         # the test's folder: stay who we are
         lines = ["user %s" % getpass.getuser(), "listener %d 127.0.0.1" % self.port,
-                 "persistence false",
+                 "persistence %s" % ("true" if persistent else "false"),
+                 "persistence_location %s/" % self.folder,
                  "log_dest file %s" % self.log_path, "log_type error", "log_type warning",
                  "log_type notice", "log_type information", "connection_messages true"]
         if users:

@@ -160,29 +160,54 @@ def with_id(data, eid):
 class Outbox:
     """Events (SSE frames) waiting for the broker: at most ``size``.
 
-    When full, the oldest telemetry goes first, then the oldest event of any
-    kind; ``dropped`` counts them. Slots are allocated once.
+    The first ``inflight`` frames were published and wait for the broker's
+    acknowledgement (QoS 1); ``ack()`` removes the oldest, ``resend()``
+    after a lost connection makes them due again (the client forgets what
+    it had in flight with the connection), so an event is lost only when
+    it is dropped here. When full, the oldest telemetry not in flight goes
+    first, then the oldest event of any kind not in flight; ``dropped``
+    counts them. Slots are allocated once.
     """
 
     def __init__(self, size=OUTBOX):
         self.frames = [None] * size
         self.telemetry = bytearray(size)  # 1 where the frame is telemetry
         self.count = 0
+        self.inflight = 0
         self.dropped = 0
 
     def push(self, frame, telemetry):
         frames = self.frames
         if self.count == len(frames):
-            drop = 0
-            for i in range(self.count):
+            drop = self.inflight if self.inflight < self.count else 0
+            for i in range(drop, self.count):
                 if self.telemetry[i]:
                     drop = i
                     break
+            if drop < self.inflight:
+                self.inflight -= 1
             self._remove(drop)
             self.dropped += 1
         frames[self.count] = frame
         self.telemetry[self.count] = 1 if telemetry else 0
         self.count += 1
+
+    def unsent(self):
+        """The oldest frame not yet published, or None."""
+        return self.frames[self.inflight] if self.inflight < self.count else None
+
+    def sent(self):
+        """The frame ``unsent()`` returned was published."""
+        self.inflight += 1
+
+    def ack(self):
+        """The broker has the oldest frame in flight."""
+        if self.inflight:
+            self.inflight -= 1
+            self._remove(0)
+
+    def resend(self):
+        self.inflight = 0
 
     def peek(self):
         return self.frames[0] if self.count else None
@@ -190,6 +215,8 @@ class Outbox:
     def pop(self):
         frame = self.frames[0]
         self._remove(0)
+        if self.inflight:
+            self.inflight -= 1
         return frame
 
     def _remove(self, i):
@@ -206,6 +233,7 @@ class Outbox:
         for i in range(self.count):
             self.frames[i] = None
         self.count = 0
+        self.inflight = 0
 
 
 class Bridge:
@@ -228,7 +256,7 @@ class Bridge:
         self.outbox = Outbox()
         self.cursor = 0  # the hub's events up to here were read
         self.lost = 0  # events gone from the ring before they were read
-        self.sent = 0  # events published
+        self.sent = 0  # events the broker acknowledged
         self.images = 0  # pictures published
         self.images_skipped = 0
         self.flash = False
@@ -300,6 +328,7 @@ class Bridge:
         self._client = client
         self._set_state("connecting", "MQTT: connecting to %s:%d as %s" % (host, port, self.node))
         connected = False
+        self.outbox.resend()  # what a previous session had in flight
         client.connect()
         try:
             while not self._renew:
@@ -312,6 +341,7 @@ class Bridge:
                 elif connected and not up:
                     connected = False
                     self._unacked = 0
+                    self.outbox.resend()  # unacknowledged events go again
                     self._set_state("down", "MQTT: lost the broker (%s); reconnecting"
                                     % (client.last_error,))
                 elif self.state == "connecting" and client.state == "failed" \
@@ -400,8 +430,9 @@ class Bridge:
             elif self._image_due:
                 self._image_due = False
                 await self._send_image(client, prefix)
-            elif self.outbox.count:
-                self._send_event(client, prefix, self.outbox.pop())
+            elif self.outbox.unsent() is not None:
+                self._send_event(client, prefix, self.outbox.unsent())
+                self.outbox.sent()
             else:
                 return
             self._step(client, now)
@@ -410,8 +441,8 @@ class Bridge:
         event, eid, data = split_frame(frame)
         payload = with_id(data, eid)
         name = event.decode() if event else "message"
-        self._publish(client, prefix + "/event/" + name, payload, False)
-        self.sent += 1
+        client.publish(prefix + "/event/" + name, payload, qos=1, on_publish=self._event_acked)
+        self._unacked += 1
         if name == "telemetry":
             self._publish(client, prefix + "/telemetry", payload, True)
         elif name == "motion":
@@ -428,6 +459,10 @@ class Bridge:
     def _acked(self, topic, payload):
         if self._unacked:
             self._unacked -= 1
+
+    def _event_acked(self, topic, payload):
+        self.outbox.ack()
+        self.sent += 1
 
     async def _send_image(self, client, prefix):
         """The camera's picture, written straight into the client's socket

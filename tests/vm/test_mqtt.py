@@ -45,6 +45,37 @@ def test_outbox_without_telemetry_drops_the_oldest_event():
     assert box.peek() is None
 
 
+def _id(frame):
+    return split_frame(frame)[1]
+
+
+def test_outbox_keeps_events_in_flight_until_acknowledged_and_resends_after_a_loss():
+    box = Outbox(4)
+    for n, kind in ((1, "telemetry"), (2, "motion"), (3, "telemetry")):
+        box.push(_frame(kind, n), kind == "telemetry")
+    sent = []
+    for _ in range(2):
+        sent.append(_id(box.unsent()))
+        box.sent()
+    assert sent == [b"b00t-1", b"b00t-2"] and box.inflight == 2
+    box.ack()  # the broker has event 1
+    assert box.count == 2 and _id(box.peek()) == b"b00t-2"
+    box.resend()  # the connection went: event 2 was never acknowledged
+    assert _id(box.unsent()) == b"b00t-2"
+    box.sent()
+    # full while 2 is in flight: the oldest telemetry *not* in flight goes
+    box.push(_frame("status", 4), False)
+    box.push(_frame("telemetry", 5), True)
+    box.push(_frame("status", 6), False)
+    assert box.dropped == 1 and box.inflight == 1
+    box.ack()
+    ids = []
+    while box.unsent() is not None:
+        ids.append(_id(box.unsent()))
+        box.sent()
+    assert ids == [b"b00t-4", b"b00t-5", b"b00t-6"]
+
+
 def test_outbox_stays_bounded():
     box = Outbox(16)
     for n in range(1000):
