@@ -1,6 +1,6 @@
 # camwatch: the user's interface. Every target sets up what it needs.
 #
-#   make run   [MQTT=host:port]   build and start the virtual board (Ctrl-C stops)
+#   make run   [MQTT=host:port] [FRESH=1]  build and start the virtual board (Ctrl-C stops)
 #   make fleet N=5                Mosquitto and N virtual boards reporting to it
 #   make test                     install everything and run every suite
 #   make build   BOARD=esp32cam   the files a board holds, in build/<board>/fs
@@ -21,7 +21,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 BOARD ?=
 PORT ?=
-export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS MQTT MQTT_PORT N
+export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS MQTT MQTT_PORT N FRESH DNS_PORT
 
 .PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto fleet
 

@@ -63,11 +63,20 @@ def cmd_run(args):
                                          if e["path"] in vboard.FLASH_FILES])
     flash = args.flash or os.path.join(build.build_dir(args.board), "flash")
     sync.sync_folder(manifest, fs, flash)
+    env = {"CAMWATCH_DNS_PORT": str(args.dns_port)}
+    if args.fresh:
+        env["CAMWATCH_FRESH"] = "1"
+        for name in ("settings.json", "settings.json.new"):
+            if os.path.exists(os.path.join(flash, name)):
+                os.remove(os.path.join(flash, name))
+        print("run: FRESH=1: settings erased; the board starts as from the box: access point, "
+              "setup page at http://%s:%d/setup.html" % (args.host if args.host != "0.0.0.0"
+                                                         else "127.0.0.1", args.http_port))
     if args.mqtt:
         set_broker(flash, args.mqtt)
     tty = args.tty or os.path.join(build.build_dir(args.board), "tty")
     vb = vboard.VirtualBoard(flash, tty, http_port=args.http_port, host=args.host,
-                             board_id=args.board, echo=sys.stdout.buffer, romfs=romfs)
+                             board_id=args.board, echo=sys.stdout.buffer, romfs=romfs, env=env)
     vboard.run_forever(vb)
 
 
@@ -155,6 +164,12 @@ def register_core(sub):
     p.add_argument("--mqtt", metavar="HOST:PORT", default=os.environ.get("MQTT") or None,
                    help="report to this MQTT broker, kept in the board's settings; 'off' stops "
                         "reporting (or MQTT)")
+    p.add_argument("--fresh", action="store_true", default=os.environ.get("FRESH") == "1",
+                   help="start as a board straight from the box: settings erased, no Wi-Fi "
+                        "network, so it opens its access point and setup page (or FRESH=1)")
+    p.add_argument("--dns-port", type=int, default=int(os.environ.get("DNS_PORT") or 5353),
+                   help="UDP port of the captive portal's DNS responder while the access point "
+                        "is up (a board uses 53; default %(default)s, or DNS_PORT)")
     p.set_defaults(func=cmd_run)
 
 

@@ -81,13 +81,45 @@ export class SettingsForm {
     });
     this.box.textContent = "";
     this.fields = {};
-    if (v.admin_password_set === false) {
-      const p = document.createElement("p");
-      p.className = "note";
-      p.textContent = "This board has no admin password yet, so nothing can be changed here. Set one with `make deploy`.";
-      this.box.append(p);
-    }
+    if (v.admin_password_set === false) this.box.append(this.claimBox());
     for (const key of keys) this.box.append(this.field(key, v[key]));
+  }
+
+  // A board with no admin password takes one, once (POST api/claim): in the
+  // first minutes after it starts, or from its own access point.
+  claimBox() {
+    const box = document.createElement("div");
+    box.className = "claim";
+    box.innerHTML = '<p class="note">This board has no admin password yet, so nothing can be changed here. Set one now: the board takes it in the first 10 minutes after it starts, or from its own access point.</p>' +
+      '<div class="field"><label for="claim-pw">New admin password</label><input id="claim-pw" type="password" autocomplete="new-password"><small>8 characters or more; every change asks for it</small><span id="claim-err" class="err" aria-live="polite"></span></div>' +
+      '<div class="row"><button type="button" id="claim-btn">Set an admin password</button></div>';
+    box.querySelector("#claim-btn").addEventListener("click", () => this.claim(box));
+    return box;
+  }
+
+  async claim(box) {
+    const pw = box.querySelector("#claim-pw").value;
+    const err = box.querySelector("#claim-err");
+    err.textContent = "";
+    if (pw.length < 8) {
+      err.textContent = "8 characters or more";
+      return;
+    }
+    try {
+      const res = await fetch("api/claim", within(8000, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ password: pw }),
+      }));
+      const data = await res.json();
+      if (!res.ok) {
+        err.textContent = data.reason || data.error;
+        return;
+      }
+      this.pw.value = pw;
+      await this.load();
+      this.say("Admin password set. Keep it: every change asks for it.", "good");
+    } catch (e) {
+      err.textContent = "Could not reach the board: " + e.message;
+    }
   }
 
   field(key, value) {

@@ -15,6 +15,7 @@ from camwatch import board as board_layer
 from camwatch.clock import Clock  # declares its settings: before Settings()
 from camwatch.guard import Guard
 from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
+from camwatch.portal import Portal
 from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
 from camwatch.static import Files
 from camwatch.status import Status
@@ -65,6 +66,7 @@ class App:
         # capabilities: each owns its routes, task and settings keys
         self.clock = self.add(Clock(self))
         self.add(Mqtt(self))
+        self.add(Portal(self))
         add_static(self)  # last: its route matches every path
 
     def add(self, part):
@@ -301,8 +303,8 @@ def add_routes(app):
             return app.guard.refusal(wait)
         if not app.settings.check_password(body.get("password")):
             if not app.settings["admin_hash"]:
-                return {"error": "no admin password is set on this board; "
-                                 "set one with `make deploy`"}, 403
+                return {"error": "no admin password is set on this board: set one first "
+                                 "(Settings, 'Set an admin password', or `make deploy`)"}, 403
             wait = app.guard.failed(ip)
             print("camwatch: wrong admin password from %s%s"
                   % (ip, "; next try in %d s" % wait if wait else ""))

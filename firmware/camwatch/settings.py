@@ -196,7 +196,8 @@ class Settings:
 
     def check_password(self, password):
         """True when ``password`` is the admin password. No admin password set
-        means no writes at all (set one with `make deploy`)."""
+        means no writes at all (claim the board from the page, see
+        camwatch.portal, or set one with `make deploy`)."""
         if not self.values["admin_hash"] or not isinstance(password, str):
             return False
         return password_hash(self.values["admin_salt"], password) == self.values["admin_hash"]
@@ -218,6 +219,16 @@ class Settings:
                 self.values[key] = changes[key]
             self.save()
         return changed
+
+    def provision(self, values):
+        """Set ``values`` in one atomic save, keys the page may not write
+        included (Wi-Fi, the admin password's salt and hash): for the setup
+        and claim routes (camwatch.portal), once they have checked who asks.
+        Raises SettingsError, changing nothing, if any value is invalid."""
+        for key, value in values.items():
+            check(key, value)
+        self.values.update(values)
+        self.save()
 
     def save(self):
         """Write the file atomically: new file, then rename over the old."""

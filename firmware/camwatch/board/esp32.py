@@ -6,6 +6,18 @@ import machine
 import network
 
 
+# network.WLAN.status() codes of a join that failed, by what to tell a
+# person (names as the esp32 port defines them; not every build has each)
+_FAILURES = (
+    ("STAT_WRONG_PASSWORD", "wrong password"),
+    ("STAT_NO_AP_FOUND", "network not found"),
+    ("STAT_HANDSHAKE_TIMEOUT", "wrong password"),  # what a wrong WPA2 key often gives
+    ("STAT_ASSOC_FAIL", "the network refused the board"),
+    ("STAT_BEACON_TIMEOUT", "the network stopped answering"),
+    ("STAT_CONNECT_FAIL", "could not connect"),
+)
+
+
 class WiFi:
     """Station and access point through ``network.WLAN``."""
 
@@ -38,6 +50,33 @@ class WiFi:
     def isconnected(self):
         return self.sta.isconnected()
 
+    def failure(self):
+        """Why the last join failed ("wrong password", "network not found",
+        ...), or None while it is under way or when it did not fail."""
+        try:
+            code = self.sta.status()
+        except OSError:
+            return None
+        for name, reason in _FAILURES:
+            if code == getattr(network, name, None):
+                return reason
+        return None
+
+    def scan(self):
+        """Networks in reach: a list of ``(ssid, rssi, secured)``, hidden
+        ones left out. Blocks for the scan (about 2 s); the station is
+        switched on for it, beside a running access point."""
+        self.sta.active(True)
+        found = []
+        for entry in self.sta.scan():  # (ssid, bssid, channel, rssi, authmode, hidden)
+            try:
+                name = entry[0].decode()
+            except UnicodeError:
+                continue
+            if name and not entry[5]:
+                found.append((name, entry[3], entry[4] != 0))
+        return found
+
     def ip(self):
         return self.sta.ifconfig()[0]
 
@@ -61,10 +100,14 @@ class WiFi:
     def ap_active(self):
         return self.ap.active()
 
+    def ap_ip(self):
+        return self.ap.ifconfig()[0] if self.ap.active() else None
+
 
 class Board:
     platform = "esp32"
     settings_overrides = {}
+    claim_window_s = 600  # an unclaimed board takes an admin password this long after boot
 
     def __init__(self, info):
         self.info = info
@@ -77,6 +120,10 @@ class Board:
 
     def http_bind(self, port):
         return ("0.0.0.0", port)
+
+    def dns_bind(self):
+        """(host, port) the captive portal's DNS responder listens on."""
+        return ("0.0.0.0", 53)
 
     def camera(self):
         """The board's camera (raises OSError when it does not answer)."""

@@ -9,9 +9,21 @@ by ``python -m tools run`` / ``tools.vboard.VirtualBoard``:
 - ``CAMWATCH_ID``: the board's unique id (a real board's is its MAC), so
   several virtual boards on one broker are told apart.
 
+- ``CAMWATCH_FRESH``: "1" for a board straight from the box: no Wi-Fi
+  network preset (``make run FRESH=1``), so it opens its access point.
+- ``CAMWATCH_DNS_PORT``: UDP port of the captive portal's DNS responder
+  (a real board uses 53, which needs root here; default 5353).
+- ``CAMWATCH_CLAIM_WINDOW_S``: how long after boot an unclaimed board takes
+  an admin password from any client (default 600, as on a real board).
+
 The host can make the fake Wi-Fi drop: while the file ``.vboard/wifi-down``
 exists in the flash folder, the station is disconnected. While
 ``.vboard/ntp-down`` exists, NTP servers do not answer.
+
+The fake radio's neighbourhood is ``.vboard/wlan.json`` if the host wrote
+one (a list of ``{"ssid", "rssi", "password"}``; an empty password is an
+open network), else ``NETWORKS``. Joining a network not in the list fails as
+"network not found", a wrong password as "wrong password".
 """
 
 import os
@@ -19,6 +31,14 @@ import time
 
 WIFI_DOWN_FILE = ".vboard/wifi-down"
 NTP_DOWN_FILE = ".vboard/ntp-down"
+WLAN_FILE = ".vboard/wlan.json"
+# the simulated LAN ("camwatch-lab", open) and two neighbours
+NETWORKS = [
+    {"ssid": "camwatch-lab", "rssi": -52, "password": ""},
+    {"ssid": "Upstairs", "rssi": -71, "password": "correct horse"},
+    {"ssid": "Cafe guest", "rssi": -84, "password": ""},
+]
+JOIN_MS = 300  # how long a join takes before its result is known
 
 
 class WiFi:
@@ -28,6 +48,21 @@ class WiFi:
         self.host = host
         self._ssid = None
         self._ap = None
+        self._failure = None
+        self._since = 0
+
+    def _networks(self):
+        try:
+            import json
+
+            with open(WLAN_FILE) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return NETWORKS
+
+    def scan(self):
+        """Networks in reach: a list of ``(ssid, rssi, secured)``."""
+        return [(n["ssid"], n["rssi"], bool(n["password"])) for n in self._networks()]
 
     def mac_suffix(self):
         return "0v1b"
@@ -40,13 +75,30 @@ class WiFi:
             return False
 
     def connect(self, ssid, password, hostname):
-        self._ssid = ssid
+        self._ssid = None
+        self._failure = "network not found"
+        for n in self._networks():
+            if n["ssid"] == ssid:
+                if n["password"] and n["password"] != password:
+                    self._failure = "wrong password"
+                else:
+                    self._ssid = ssid
+                    self._failure = None
+        self._since = time.ticks_ms()
 
     def disconnect(self):
         self._ssid = None
 
+    def _settled(self):
+        return time.ticks_diff(time.ticks_ms(), self._since) >= JOIN_MS
+
     def isconnected(self):
-        return self._ssid is not None and not self._dropped()
+        return self._ssid is not None and not self._dropped() and self._settled()
+
+    def failure(self):
+        """Why the last join failed ("wrong password", "network not found"),
+        or None while it is under way or when it did not fail."""
+        return self._failure if self._settled() else None
 
     def ip(self):
         return self.host if self.isconnected() else None
@@ -67,6 +119,9 @@ class WiFi:
     def ap_active(self):
         return self._ap is not None
 
+    def ap_ip(self):
+        return self.host if self._ap is not None else None
+
 
 class Board:
     platform = "virtual"
@@ -80,6 +135,13 @@ class Board:
         self.bind_host = host
         self.wifi = WiFi(self.host)
         self.scene = os.getenv("CAMWATCH_SCENE") or "default"
+        if os.getenv("CAMWATCH_FRESH") == "1":
+            self.settings_overrides = {"http_port": 8080}
+        self.claim_window_s = int(os.getenv("CAMWATCH_CLAIM_WINDOW_S") or 600)
+
+    def dns_bind(self):
+        """(host, port) the captive portal's DNS responder listens on."""
+        return (self.bind_host, int(os.getenv("CAMWATCH_DNS_PORT") or 5353))
 
     def http_bind(self, port):
         """(host, port) the web server listens on; ``port`` is from settings."""
