@@ -6,6 +6,7 @@
 import { $, getJSON, within } from "./ui.js";
 
 let claimed = false;
+let hostname = "camwatch";
 
 function say(el, text, tone) {
   el.textContent = text;
@@ -67,7 +68,7 @@ async function watch(ssid) {
       w = await board();
     } catch (err) {
       // the access point may have gone: the board joined, or moved channel
-      say(msg, "Lost the camera's access point. If it joined " + ssid + ", connect your phone to " + ssid + " and open http://camwatch.local/ .");
+      say(msg, "Lost the camera's access point. If it joined " + ssid + ", connect your phone to " + ssid + " and open http://" + hostname + ".local/ .");
       continue;
     }
     if (w.state === "connected" && w.ssid === ssid) {
@@ -125,6 +126,7 @@ async function save(e) {
 $("setup").addEventListener("submit", save);
 $("rescan").addEventListener("click", scan);
 board().then((w) => {
+  hostname = w.hostname;
   showClaimed(w.admin_password_set);
   if (w.network) $("ssid").value = w.network;
 }, () => {});
