@@ -15,7 +15,6 @@ from camwatch import board as board_layer
 from camwatch.clock import Clock  # declares its settings: before Settings()
 from camwatch.guard import Guard
 from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
-from camwatch.portal import Portal
 from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
 from camwatch.static import Files
 from camwatch.status import Status
@@ -56,7 +55,9 @@ class App:
         self.camera = None
         self.detector = None
         self.telemetry = Telemetry(board, self.hub, s, self.status, lambda: self.fps)
-        self.wifi = WiFi(board, s, self.status, self._network_changed)
+        self.wifi = WiFi(board, s, self.status, self._network_changed, self._ap_changed)
+        self.booted = time.ticks_ms()
+        self.portal = None  # camwatch.portal, loaded by setup() when first needed
         self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
         self.guard = Guard()  # every password check goes through it
         self._net_up = asyncio.Event()
@@ -66,7 +67,6 @@ class App:
         # capabilities: each owns its routes, task and settings keys
         self.clock = self.add(Clock(self))
         self.add(Mqtt(self))
-        self.add(Portal(self))
         add_static(self)  # last: its route matches every path
 
     def add(self, part):
@@ -76,6 +76,20 @@ class App:
         return part
 
     # -- network and server ---------------------------------------------------
+
+    def setup(self):
+        """Claim, Wi-Fi setup and the captive portal (camwatch.portal), loaded
+        on first use: a board that is set up and on its network never holds
+        it in its heap."""
+        if self.portal is None:
+            from camwatch.portal import Portal
+
+            self.portal = Portal(self)
+        return self.portal
+
+    def _ap_changed(self, up):
+        if up or self.portal is not None:
+            self.setup().ap_changed(up)
 
     def _network_changed(self, up):
         if up:
@@ -219,6 +233,10 @@ class App:
                             "board": info.get("id")})
         for warning in self._load_warnings:
             self.status.report("warning", warning)
+        if not self.settings["admin_hash"]:
+            print("camwatch: no admin password is set: open the dashboard, Settings, and set "
+                  "one (taken in the %d minutes after boot, or from the board's own access "
+                  "point)" % (self.board.claim_window_s // 60))
         asyncio.create_task(self.watchdog())
         asyncio.create_task(self.wifi.run())
         asyncio.create_task(self.telemetry.run())
@@ -249,7 +267,9 @@ def add_static(app):
     def asset(request, name):
         meta = assets.get(name)
         if meta is None:
-            return {"error": "not found"}, 404
+            # a phone's connectivity check while the access point is up
+            hit = app.board.wifi.ap_active() and app.setup().redirect(name)
+            return hit or ({"error": "not found"}, 404)
         etag = '"' + meta["etag"] + '"'
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if request.headers.get("If-None-Match") == etag:
@@ -317,6 +337,28 @@ def add_routes(app):
         if changed:
             app.apply_settings(changed)
         return {"settings": app.settings.public(), "changed": changed}
+
+    # setting the board up from a phone: camwatch.portal does the work
+    @web.post("/api/claim")
+    async def claim(request):
+        return app.setup().claim(request)
+
+    @web.post("/api/setup")
+    async def setup(request):
+        return app.setup().setup(request)
+
+    @web.get("/api/wifi/scan")
+    async def scan(request):
+        return app.setup().scan(request)
+
+    @web.get("/api/wifi")
+    async def wifi(request):
+        w = app.wifi
+        return {"state": w.state, "ip": w.ip, "ssid": w.ssid, "reason": w.reason,
+                "joining": w.joining, "network": app.settings["wifi_ssid"],
+                "hostname": app.settings["hostname"],
+                "ap": w.ap_name() if app.board.wifi.ap_active() else None,
+                "admin_password_set": bool(app.settings["admin_hash"])}
 
     @web.get("/snapshot")
     async def snapshot(request):

@@ -13,8 +13,13 @@ says how the join went; the access point stays up for ``LINGER_S`` after a
 join works, so the phone that did the setup reads where the board went.
 
 Captive portal: while the access point is up, a DNS responder
-(``camwatch.dns``, imported only then) gives every name the board's address,
-and the phones' connectivity checks are redirected to ``/setup.html``.
+(``camwatch.dns``) gives every name the board's address, and the phones'
+connectivity checks are redirected to ``/setup.html`` (``redirect()``, asked
+by the dashboard's catch-all route).
+
+The App loads this module on first use (``App.setup()``): its routes in
+camwatch.app are thin, so a board that is set up and on its network never
+holds any of this in its heap.
 """
 
 import asyncio
@@ -25,7 +30,7 @@ from microdot import Response
 from camwatch.settings import SettingsError, check, password_hash
 
 LINGER_S = 120
-SCAN_CACHE_MS = 10000
+SCAN_CACHE_MS = 10000  # a phone's page may ask again and again: the ESP32 stalls ~2 s per scan
 ADMIN_MIN = 8  # characters of an admin password
 ADMIN_MAX = 64
 
@@ -46,15 +51,13 @@ def _same_subnet(a, b):
 
 
 class Portal:
-    """Adds the claim, Wi-Fi setup and captive-portal routes to ``app``."""
+    """Claim, Wi-Fi setup and captive portal for ``app`` (see the module)."""
 
     def __init__(self, app):
         self.app = app
-        self.booted = time.ticks_ms()
         self.dns = None
         self._scan = None
         self._scanned = 0
-        add_routes(self, app.web)
 
     # -- who may set the board up -------------------------------------------
 
@@ -68,7 +71,7 @@ class Portal:
         if self.app.settings["admin_hash"]:
             return "this board has an admin password already"
         window = self.app.board.claim_window_s
-        if self.on_ap(ip) or time.ticks_diff(time.ticks_ms(), self.booted) < window * 1000:
+        if self.on_ap(ip) or time.ticks_diff(time.ticks_ms(), self.app.booted) < window * 1000:
             return None
         return ("a first admin password is taken only in the %d minutes after the board "
                 "starts, or from its own access point: restart the board (power it off and "
@@ -85,101 +88,56 @@ class Portal:
         salt = binascii.hexlify(os.urandom(8)).decode()
         return {"admin_salt": salt, "admin_hash": password_hash(salt, password)}
 
-    def scan(self):
-        now = time.ticks_ms()
-        if self._scan is None or time.ticks_diff(now, self._scanned) > SCAN_CACHE_MS:
-            self._scan = self.app.wifi.scan()
-            self._scanned = time.ticks_ms()
-        return self._scan
-
     def setup_url(self):
         board = self.app.board
         port = board.http_bind(self.app.settings["http_port"])[1]
         ip = board.wifi.ap_ip() or self.app.wifi.ip or "192.168.4.1"
         return "http://%s%s/setup.html" % (ip, "" if port == 80 else ":%d" % port)
 
-    # -- the captive portal's DNS ---------------------------------------------
+    def redirect(self, path):
+        """The redirect to the setup page if ``path`` (a path no route
+        serves) is a connectivity check and the access point is up, else
+        None. (One lookup instead of a route per check: routes cost heap.)"""
+        if "/" + path not in PROBES or not self.app.board.wifi.ap_active():
+            return None
+        return Response("", 302, {"Location": self.setup_url(), "Cache-Control": "no-store"},
+                        reason="Found")
 
-    async def run(self):
-        if not self.app.settings["admin_hash"]:
-            print("camwatch: no admin password is set: open the dashboard, Settings, and set "
-                  "one (taken in the %d minutes after boot, or from the board's own access "
-                  "point)" % (self.app.board.claim_window_s // 60))
-        radio = self.app.board.wifi
-        while True:
-            ip = radio.ap_ip() if radio.ap_active() else None
-            if ip and self.dns is None:
-                from camwatch.dns import Responder
+    # -- the routes (camwatch.app hands requests here) -------------------------
 
-                host, port = self.app.board.dns_bind()
-                self.dns = Responder(ip, host, port)
-                asyncio.create_task(self._serve_dns(self.dns))
-                print("camwatch: captive portal: every DNS name is %s (udp port %d); setup "
-                      "page %s" % (ip, port, self.setup_url()))
-            elif ip is None and self.dns is not None:
-                self.dns.stop()
-                self.dns = None
-            await asyncio.sleep(1)
-
-    async def _serve_dns(self, dns):
-        try:
-            await dns.run()
-        except OSError as exc:  # the port is taken, or the radio went away
-            self.app.status.report("warning", "captive portal DNS stopped: %r" % exc)
-            if self.dns is dns:
-                self.dns = None
-
-
-def add_routes(portal, web):
-    app = portal.app
-
-    def body_of(request):
-        try:
-            body = request.json
-        except ValueError:
-            body = None
-        return body if isinstance(body, dict) else None
-
-    @web.post("/api/claim")
-    async def claim(request):
-        body = body_of(request)
+    def claim(self, request):
+        body = _body(request)
         if body is None:
             return {"error": "send JSON: {\"password\": \"<new admin password>\"}",
                     "field": "body", "reason": "must be a JSON object"}, 400
-        why = portal.refusal(request.client_addr[0])
+        why = self.refusal(request.client_addr[0])
         if why:
             return {"error": why}, 403
         try:
-            values = portal.claim_values(body.get("password"))
+            values = self.claim_values(body.get("password"))
         except SettingsError as exc:
             return {"error": str(exc), "field": "password", "reason": exc.reason}, 400
-        app.settings.provision(values)
-        app.status.report("settings", "admin password set from the page", {"changed": []})
+        self.app.settings.provision(values)
+        self.app.status.report("settings", "admin password set from the page", {"changed": []})
         return {"admin_password_set": True}
 
-    @web.get("/api/wifi")
-    async def wifi(request):
-        w = app.wifi
-        radio = app.board.wifi
-        return {"state": w.state, "ip": w.ip, "ssid": w.ssid, "reason": w.reason,
-                "joining": w.joining, "network": app.settings["wifi_ssid"],
-                "hostname": app.settings["hostname"],
-                "ap": w.ap_name() if radio.ap_active() else None,
-                "admin_password_set": bool(app.settings["admin_hash"])}
-
-    @web.get("/api/wifi/scan")
-    async def scan(request):
-        if app.settings["admin_hash"] and not radio_ap(app):
+    def scan(self, request):
+        app = self.app
+        if app.settings["admin_hash"] and not app.board.wifi.ap_active():
             return {"error": "scanning is for setting the board up, from its own access "
                              "point; change the network in Settings"}, 403
         try:
-            return {"networks": portal.scan()}
+            now = time.ticks_ms()
+            if self._scan is None or time.ticks_diff(now, self._scanned) > SCAN_CACHE_MS:
+                self._scan = app.wifi.scan()
+                self._scanned = time.ticks_ms()
         except OSError as exc:
             return {"error": "scan failed: %r; try again" % exc}, 503
+        return {"networks": self._scan}
 
-    @web.post("/api/setup")
-    async def setup(request):
-        body = body_of(request)
+    def setup(self, request):
+        app = self.app
+        body = _body(request)
         if body is None:
             return {"error": "send JSON: {\"ssid\", \"wifi_password\", \"admin_password\"}",
                     "field": "body", "reason": "must be a JSON object"}, 400
@@ -202,11 +160,11 @@ def add_routes(portal, web):
                 return {"error": "wrong admin password", "field": "password"}, 401
             app.guard.passed(ip)
         else:
-            why = portal.refusal(ip)
+            why = self.refusal(ip)
             if why:
                 return {"error": why}, 403
             try:
-                values.update(portal.claim_values(body.get("admin_password")))
+                values.update(self.claim_values(body.get("admin_password")))
             except SettingsError as exc:
                 return {"error": str(exc), "field": "admin_password", "reason": exc.reason}, 400
         app.settings.provision(values)
@@ -217,15 +175,35 @@ def add_routes(portal, web):
         return {"saved": True, "ssid": values["wifi_ssid"], "hostname": host,
                 "next": "http://%s.local/" % host}
 
-    def probe(request):
-        if not radio_ap(app):
-            return {"error": "not found"}, 404
-        return Response("", 302, {"Location": portal.setup_url(), "Cache-Control": "no-store"},
-                        reason="Found")
+    # -- the captive portal's DNS ---------------------------------------------
 
-    for path in PROBES:
-        web.get(path)(probe)
+    def ap_changed(self, up):
+        """The access point went up (start answering DNS) or down (stop)."""
+        ip = self.app.board.wifi.ap_ip() if up else None
+        if ip and self.dns is None:
+            from camwatch.dns import Responder
+
+            host, port = self.app.board.dns_bind()
+            self.dns = Responder(ip, host, port)
+            asyncio.create_task(self._serve_dns(self.dns))
+            print("camwatch: captive portal: every DNS name is %s (udp port %d); setup "
+                  "page %s" % (ip, port, self.setup_url()))
+        elif ip is None and self.dns is not None:
+            self.dns.stop()
+            self.dns = None
+
+    async def _serve_dns(self, dns):
+        try:
+            await dns.run()
+        except OSError as exc:  # the port is taken, or the radio went away
+            self.app.status.report("warning", "captive portal DNS stopped: %r" % exc)
+            if self.dns is dns:
+                self.dns = None
 
 
-def radio_ap(app):
-    return app.board.wifi.ap_active()
+def _body(request):
+    try:
+        body = request.json
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else None

@@ -24,16 +24,19 @@ class WiFi:
     :param on_change: called with True when the board has an address (station
                       or AP), False when it has none; the app starts and
                       stops serving on it.
+    :param on_ap: called with True when the access point opens, False when it
+                  closes (the captive portal follows it).
 
     ``state`` is "down", "ap" or "connected"; ``reason`` says why the last
     join failed ("wrong password", "network not found", ...) until one works.
     """
 
-    def __init__(self, board, settings, status, on_change):
+    def __init__(self, board, settings, status, on_change, on_ap=None):
         self.radio = board.wifi
         self.settings = settings
         self.status = status
         self.on_change = on_change
+        self.on_ap = on_ap
         self.state = "down"
         self.ip = None
         self.ssid = None
@@ -78,11 +81,12 @@ class WiFi:
             self.on_change(state != "down")
 
     async def _pause(self, seconds):
-        # a sleep that rejoin() cuts short
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+        # a sleep that rejoin() cuts short (in steps: asyncio.wait_for would
+        # load a module of its own into the heap for this)
+        for _ in range(seconds * 4):
+            if self._wake.is_set():
+                return
+            await asyncio.sleep_ms(250)
 
     async def _join(self):
         """Try to join the configured network once: None when joined, else
@@ -108,6 +112,8 @@ class WiFi:
         if ip is None:
             ip = self.radio.start_ap(self.ssid, self.settings["ap_password"])
         self._set("ap", ip, message)
+        if self.on_ap:
+            self.on_ap(True)
 
     def _close_lingering_ap(self):
         if self._ap_until is not None and time.ticks_diff(time.ticks_ms(), self._ap_until) < 0:
@@ -115,6 +121,8 @@ class WiFi:
         self._ap_until = None
         if self.radio.ap_active():
             self.radio.stop_ap()
+            if self.on_ap:
+                self.on_ap(False)
 
     async def run(self):
         s = self.settings

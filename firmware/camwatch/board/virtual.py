@@ -22,7 +22,8 @@ exists in the flash folder, the station is disconnected. While
 
 The fake radio's neighbourhood is ``.vboard/wlan.json`` if the host wrote
 one (a list of ``{"ssid", "rssi", "password"}``; an empty password is an
-open network), else ``NETWORKS``. Joining a network not in the list fails as
+open network), else "camwatch-lab" (open), "Upstairs" (password "correct
+horse") and "Cafe guest" (open). Joining a network not in the list fails as
 "network not found", a wrong password as "wrong password".
 """
 
@@ -32,12 +33,6 @@ import time
 WIFI_DOWN_FILE = ".vboard/wifi-down"
 NTP_DOWN_FILE = ".vboard/ntp-down"
 WLAN_FILE = ".vboard/wlan.json"
-# the simulated LAN ("camwatch-lab", open) and two neighbours
-NETWORKS = [
-    {"ssid": "camwatch-lab", "rssi": -52, "password": ""},
-    {"ssid": "Upstairs", "rssi": -71, "password": "correct horse"},
-    {"ssid": "Cafe guest", "rssi": -84, "password": ""},
-]
 JOIN_MS = 300  # how long a join takes before its result is known
 
 
@@ -58,7 +53,12 @@ class WiFi:
             with open(WLAN_FILE) as f:
                 return json.load(f)
         except (OSError, ValueError):
-            return NETWORKS
+            # the simulated LAN ("camwatch-lab", open) and two neighbours
+            return [
+                {"ssid": "camwatch-lab", "rssi": -52, "password": ""},
+                {"ssid": "Upstairs", "rssi": -71, "password": "correct horse"},
+                {"ssid": "Cafe guest", "rssi": -84, "password": ""},
+            ]
 
     def scan(self):
         """Networks in reach: a list of ``(ssid, rssi, secured)``."""
