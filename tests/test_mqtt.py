@@ -160,7 +160,20 @@ def test_topics_payloads_retained_state_and_discovery(broker, start_board):
     assert motion["device"]["configuration_url"] == vb.url
     rssi = [c for t, c in discovery.items() if t.endswith("/rssi/config")][0]
     assert rssi["device_class"] == "signal_strength" and rssi["unit_of_measurement"] == "dBm"
+    # discovery turned off: an empty retained config removes each entity
+    mark = watch.mark()
+    assert post_settings(vb, {"ha_discovery": False})[0] == 200
+    for topic in discovery:
+        watch.wait(lambda m: m.topic == topic and m.payload == b"", start=mark, timeout=30,
+                   what="%s emptied" % topic)
     watch.close()
+    late = Watcher(broker, topics=("homeassistant/#", PREFIX + "/availability"), name="later")
+    try:
+        late.topic(PREFIX + "/availability", timeout=5)  # retained messages have come
+        time.sleep(0.5)
+        assert not [m for m in late.messages if m.topic.startswith("homeassistant/")]
+    finally:
+        late.close()
     assert_alive(vb)
 
 
