@@ -60,17 +60,59 @@ def test_what_is_not_a_plain_query_is_ignored():
 
 
 class _WLAN:
+    """network.WLAN as the esp32 port has it (ports/esp32/network_wlan.c):
+    the same names, arguments and refusals."""
+
     scan_result = []
     status_code = 1001
+    _config_keys = ("mac", "ssid", "essid", "hidden", "key", "password", "authmode",
+                    "channel", "hostname", "dhcp_hostname", "max_clients", "reconnects",
+                    "txpower", "protocol", "pm")
 
-    def __init__(self, interface):
+    def __init__(self, interface=0):
+        if interface not in (0, 1):
+            raise ValueError("invalid WLAN interface identifier")
         self.interface = interface
         self._active = False
+        self.configured = {}
+        self.joined = None
 
-    def active(self, on=None):
-        if on is None:
-            return self._active
-        self._active = on
+    def active(self, *on):
+        if len(on) > 1:
+            raise TypeError("function takes at most 2 positional arguments")
+        if on:
+            self._active = bool(on[0])
+        return self._active
+
+    def connect(self, ssid=None, key=None, *, bssid=None):
+        if not self._active:
+            raise OSError("Wifi Not Started")  # ESP_ERR_WIFI_NOT_STARTED
+        if not isinstance(ssid, str) or not isinstance(key, str):
+            raise TypeError("can't convert to str implicitly")
+        self.joined = (ssid, key)
+
+    def disconnect(self):
+        if not self._active:
+            raise OSError("Wifi Not Started")
+        self.joined = None
+
+    def isconnected(self):
+        return self.status_code == 1010
+
+    def config(self, *args, **kwargs):
+        if args and kwargs:
+            raise TypeError("either pos or kw args are allowed")
+        for key in list(args) + list(kwargs):
+            if key not in self._config_keys:
+                raise ValueError("unknown config param")
+        if args:
+            if args[0] == "mac":
+                return b"\x24\x6f\x28\xab\xcd\xef"
+            return self.configured.get(args[0])
+        password = kwargs.get("password", kwargs.get("key"))
+        if kwargs.get("authmode", 0) != 0 and (password is None or len(password) < 8):
+            raise OSError("Wifi Invalid Password")  # ESP_ERR_WIFI_PASSWORD
+        self.configured.update(kwargs)
 
     def scan(self):
         if not self._active:
@@ -78,7 +120,11 @@ class _WLAN:
         return self.scan_result
 
     def status(self, param=None):
-        return self.status_code
+        if param is None:
+            return self.status_code if self.interface == 0 else None
+        if param != "rssi":
+            raise ValueError("unknown status param")
+        return -55
 
     def ifconfig(self):
         return ("192.168.4.1", "255.255.255.0", "192.168.4.1", "0.0.0.0")
@@ -89,7 +135,17 @@ class _Network:
     STAT_IDLE, STAT_CONNECTING, STAT_GOT_IP = 1000, 1001, 1010
     STAT_BEACON_TIMEOUT, STAT_NO_AP_FOUND, STAT_WRONG_PASSWORD = 200, 201, 202
     STAT_ASSOC_FAIL, STAT_HANDSHAKE_TIMEOUT = 203, 204
+    AUTH_OPEN, AUTH_WPA2_PSK = 0, 3
     WLAN = _WLAN
+    name = None
+
+    @staticmethod
+    def hostname(*name):
+        if name:
+            if len(name[0]) >= 32:  # MICROPY_PY_NETWORK_HOSTNAME_MAX_LEN
+                raise ValueError("hostname too long")
+            _Network.name = name[0]
+        return _Network.name
 
 
 class _Machine:
@@ -135,9 +191,39 @@ def test_esp32_join_failures_are_named_for_a_person():
     wifi = _esp32_wifi()
     for code, reason in ((202, "wrong password"), (201, "network not found"),
                          (204, "wrong password"), (200, "the network stopped answering"),
+                         (210, "network not found (none with a security mode the board supports)"),
+                         (212, "the network's signal is too weak here"),
                          (1001, None), (1010, None)):
         _WLAN.status_code = code
         assert wifi.failure() == reason, code
     assert wifi.ap_ip() is None  # the access point is off
     wifi.ap.active(True)
     assert wifi.ap_ip() == "192.168.4.1"
+
+
+def test_esp32_access_point_is_open_or_wpa2_with_the_name_given():
+    wifi = _esp32_wifi()
+    assert wifi.mac_suffix() == "cdef"
+    assert wifi.start_ap("camwatch-cdef", "") == "192.168.4.1"
+    assert wifi.ap_active() and wifi.ap_ip() == "192.168.4.1"
+    assert wifi.ap.configured == {"essid": "camwatch-cdef", "authmode": _Network.AUTH_OPEN}
+    wifi.stop_ap()
+    assert wifi.ap_ip() is None
+    wifi.start_ap("camwatch-cdef", "long enough")
+    assert wifi.ap.configured["authmode"] == _Network.AUTH_WPA2_PSK
+    assert wifi.ap.configured["password"] == "long enough"
+
+
+def test_esp32_join_names_the_board_and_starts_the_station():
+    wifi = _esp32_wifi()
+    _WLAN.status_code = 1001
+    wifi.connect("Home", "pw", "garage-cam")
+    assert _Network.name == "garage-cam"  # the mDNS name: garage-cam.local
+    assert wifi.sta.active() and wifi.sta.joined == ("Home", "pw")
+    assert not wifi.isconnected() and wifi.rssi() is None
+    _WLAN.status_code = 1010
+    assert wifi.isconnected() and wifi.rssi() == -55
+    wifi.disconnect()
+    assert wifi.sta.joined is None
+    wifi.connect("Home", "pw", "x" * 32)  # a name the port refuses still joins
+    assert wifi.sta.joined == ("Home", "pw")

@@ -79,6 +79,8 @@ def test_types_are_checked():
     for key, value, reason in (("telemetry_s", "5", "must be a whole number"),
                                ("telemetry_s", True, "must be a whole number"),
                                ("hostname", "", "must be 1 to 32 characters"),
+                               ("ap_password", "1234567", "must be empty (an open access "
+                                "point) or 8 to 63 characters"),
                                ("mask", [[1, 2, 3]], "each entry must be [x, y, w, h] of whole numbers >= 0"),
                                ("bogus", 1, "unknown setting")):
         try:
@@ -86,6 +88,8 @@ def test_types_are_checked():
             raise AssertionError("accepted %s=%r" % (key, value))
         except SettingsError as exc:
             assert (exc.field, exc.reason) == (key, reason), (exc.field, exc.reason)
+    assert s.update({"ap_password": "12345678"}) == ["ap_password"]
+    assert s.update({"ap_password": ""}) == ["ap_password"]
 
 
 def test_secrets_are_never_public_and_not_writable_from_the_page():

@@ -16,6 +16,13 @@ _FAILURES = (
     ("STAT_BEACON_TIMEOUT", "the network stopped answering"),
     ("STAT_CONNECT_FAIL", "could not connect"),
 )
+# ESP-IDF >= 5.2 reasons WLAN.status() passes through with no STAT_ name;
+# MicroPython reports every other reason as STAT_CONNECTING while it retries
+_IDF_FAILURES = (
+    (210, "network not found (none with a security mode the board supports)"),
+    (211, "network not found (none with a security mode the board supports)"),
+    (212, "the network's signal is too weak here"),
+)
 
 
 class WiFi:
@@ -59,6 +66,9 @@ class WiFi:
             return None
         for name, reason in _FAILURES:
             if code == getattr(network, name, None):
+                return reason
+        for number, reason in _IDF_FAILURES:
+            if code == number:
                 return reason
         return None
 
