@@ -11,8 +11,21 @@
 # Paths are relative to / (the working directory at boot on the board and on
 # the virtual board), which renames correctly on every filesystem we run on.
 import os
+import sys
 
 STAGING = ".staging"
+
+
+def flash_first():
+    # On a board with a romfs partition the import path is
+    # ['', '.frozen', '/rom', '/rom/lib', '/lib']: the app's package on the
+    # flash ('' is /) already wins over /rom, but /rom/lib would win over
+    # /lib, so a deployed library would be ignored beside a deployed app.
+    # Put /lib first: what `make deploy` wrote always wins over the image.
+    path = sys.path
+    if "/lib" in path and "/rom/lib" in path and path.index("/lib") > path.index("/rom/lib"):
+        path.remove("/lib")
+        path.insert(path.index("/rom/lib"), "/lib")
 
 
 def _rmtree(path):
@@ -71,5 +84,6 @@ def finish_deploy():
     print("deploy: finished,", moved, "files moved,", len(plan["delete"]), "removed")
 
 
+flash_first()
 finish_deploy()
-del finish_deploy, _rmtree, _makedirs
+del flash_first, finish_deploy, _rmtree, _makedirs

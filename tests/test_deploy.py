@@ -96,9 +96,9 @@ def test_deploy_onto_a_board_running_from_romfs(vboard):
     r = subprocess.run([sys.executable, "-m", "mpremote", "connect", vboard.tty_link, "exec", code],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    # the app package from the flash; lib/ from /rom/lib, which comes before
-    # /lib on a board's import path
-    assert r.stdout.split()[-2:] == ["camwatch/app.mpy", "/rom/lib/ssehub/__init__.mpy"]
+    # the app and its libraries both from the flash, never a mix of a new
+    # app and the image's older libraries: boot.py puts /lib before /rom/lib
+    assert r.stdout.split()[-2:] == ["camwatch/app.mpy", "/lib/ssehub/__init__.mpy"]
 
 
 def _version_module(tmp_path, version):

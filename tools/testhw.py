@@ -73,14 +73,13 @@ def not_as_built(manifest, on_board):
 
     on_board: ``{path: sha256}`` of the board's files, a ROMFS partition's
     under ``/rom``. For each file, the copy the board finds first must match:
-    the flash before ``/rom``, except ``/rom/lib`` before ``/lib`` (the
-    import path of a board with a romfs partition).
+    the flash before ``/rom`` (our boot.py puts ``/lib`` before ``/rom/lib``
+    on the import path).
     """
     out = []
     for entry in manifest["files"]:
         path = entry["path"]
-        order = (["/rom/" + path, "/" + path] if path.startswith("lib/")
-                 else ["/" + path, "/rom/" + path])
+        order = ["/" + path, "/rom/" + path]
         found = next((on_board[p] for p in order if p in on_board), None)
         if found != entry["sha256"]:
             out.append("/" + path)
