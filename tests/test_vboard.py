@@ -103,7 +103,9 @@ def test_romfs_modules_run_in_place_and_flash_files_override_them(vboard, tmp_pa
     r = mpremote("connect", vboard.tty_link, "exec", code)
     assert r.returncode == 0, r.stderr
     path, files = r.stdout.strip().splitlines()[-2:]
-    assert path == "['', '.frozen', '/rom', '/rom/lib', '/lib']"
+    # the board's path, with /lib moved before /rom/lib by our boot.py: what
+    # is on the flash wins over the image, libraries too
+    assert path == "['', '.frozen', '/rom', '/lib', '/rom/lib']"
     assert files.split() == ["/rom/camwatch/__init__.mpy", "/rom/lib/ssehub/__init__.mpy"]
     assert sorted(os.listdir(vboard.flash)) == ["board.json", "boot.py", "main.py"]
     # what is put on the flash at / is found before /rom, as on a board
