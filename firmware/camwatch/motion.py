@@ -5,22 +5,63 @@ QQVGA). Each frame the mean of every block is compared with a slowly
 adapting background of block means. A block whose mean moved away from the
 background by more than the threshold is *changed*; a frame with at least
 ``min_area`` changed blocks is *moving*; ``start_frames`` moving frames in a
-row start a motion event, ``end_frames`` still frames in a row end it.
+row start a motion event (an episode), and it ends once nothing has moved
+for ``end_s`` seconds, so one person crossing a room slowly, with pauses, is
+one episode.
 
 Lighting. A global lighting change (lights switched on, the sun behind a
 cloud, the sensor's auto exposure stepping) moves every block at once. Each
 frame the detector fits the photometric change from background to frame as
-``frame = gain * background + offset`` over the whole frame and measures each
-block against that prediction instead of against the raw background. The
-fit is robust: the offset is first taken as the *median* block difference,
-then gain and offset are fitted by least squares over the blocks that agree
-with that median (within three thresholds), so a moving object covering up to
-about half the frame does not drag the lighting estimate. Gain is clamped to
-0.5 .. 2 and is only fitted when the background has texture (block means
-spreading by more than a few grey levels); on a flat scene only the offset is
-used. A uniform step or ramp, additive or multiplicative, therefore changes
-no block. Saturated pixels (clipped at 0 or 255) break the linear model; the
-area and persistence rules absorb most of that.
+``frame = gain * background + offset`` and measures each block against that
+prediction instead of against the raw background. The fit is robust: the
+offset is first taken as the *median* block difference, then gain and
+offset are fitted by least squares over the blocks that agree with that
+median (within three thresholds), so a moving object covering up to about
+half the frame does not drag the lighting estimate. Gain is clamped to
+0.25 .. 4 and is only fitted when the background has texture.
+
+Clipping. A sensor clips at 0 and 255, which breaks the linear model: a
+block whose mean is near 255 (``HI``) only says "at least this bright", one
+near 0 (``LO``) "at most this dark". Such blocks are left out of the fit,
+and a block counts as changed only if even the most favourable reading of
+what it shows is more than the threshold away from the prediction (a dark
+person in front of a blown-out window is still seen; a window that clips
+harder under more light is not). The background of a clipped block follows
+the lighting fit instead of the clipped value, and a background learned
+from a clipped block is a bound that the first clean look replaces.
+
+Lights switched on or off. What changes over a large part of the picture at
+once is light, not a visitor (Motion's ``lightswitch``, Frigate's
+``lightning_threshold``): when blocks that became changed in the last two
+frames make up ``light_switch_pct`` percent of the watched blocks, the
+background is rebuilt from the new frames over ``LIGHT_PAUSE_MS`` (1 s)
+during which nothing is detected, and ``process()`` returns a ``light``
+event. An open episode stays open through it. A lamp lighting one side of
+the room is handled by this rule too: on the suite in tests/vm/scene_suite.py
+it gives no false start, while fitting lighting per region of the frame
+would also fit away any person who covers most of a region (a person near
+the camera covers several), so the whole-frame fit plus this rule measured
+better. Slow local changes (a dimmer, a cloud's shadow) are followed by
+background learning; the noise floor below keeps what they leave below the
+threshold.
+
+Noise. The threshold is kept above the noise the camera really has (like
+Motion's ``noise_tune``): each frame the median absolute residual of the
+blocks is measured, smoothed (quick to rise, slow to fall), and the
+threshold used is at least ``NOISE_K`` (7.5) times it, about five standard
+deviations of the block-mean noise, and at most three times the configured
+threshold, so a noisy, dark picture gives neither a storm of false alarms
+nor a blind camera. The same floor rises while the lighting model fits
+poorly (a cloud's shadow sweeping through).
+
+Speckle. A changed block with no changed neighbour (of its 8) is not
+counted: rain, snow and single hot blocks do not add up to ``min_area``.
+
+Repetitive motion. With ``auto_mask`` on, a block that was changed in more
+than half of the frames over the last several seconds (leaves, a curtain, a
+screen) is masked automatically, and unmasked once it has been quiet for a
+while (``AUTO_*`` constants); every change of the automatic mask is returned
+as a ``mask`` event. A masked block still has its activity measured.
 
 Settings (a dict; ``configure()`` changes any subset live, unknown keys are
 ignored, bad values raise ValueError):
@@ -28,25 +69,27 @@ ignored, bad values raise ValueError):
 - ``block`` (8): block edge in pixels, 2..32. Smaller finds smaller objects
   and costs more; changing it restarts the detector.
 - ``threshold`` (16): grey levels (0-255) a block mean must differ from the
-  lighting-corrected background to count as changed, at sensitivity 50.
-  Block means average out sensor noise (8x8: noise / 8), so this is about
-  contrast between a moving thing and what it covers.
+  lighting-corrected background to count as changed, at sensitivity 50
+  (raised automatically above the measured noise).
 - ``sensitivity`` (50): 1..100, the user's dial over ``threshold``: the
   threshold used is ``threshold * 50 / sensitivity`` (100 halves it, 25
   doubles it).
 - ``min_area`` (3): changed blocks a frame needs to count as moving.
-- ``start_frames`` (3): moving frames in a row that start an event.
-- ``end_frames`` (10): still frames in a row that end it (about 1 s at
-  10 fps).
+- ``start_frames`` (3): moving frames in a row that start an episode.
+- ``end_s`` (4): seconds without a moving frame that end it.
 - ``update_ms`` (500): least time between two ``update`` events (2 a second).
+- ``light_switch_pct`` (30): share of the watched blocks (percent) that
+  must change within two frames to be taken as a lighting change; 0 turns
+  the rule off.
+- ``auto_mask`` (0): 1 masks blocks that change most of the time.
 - ``learn_frames`` (32): how fast the background follows the scene, as a
   time constant in frames (rounded down to a power of two). Changed blocks
   learn four times slower, so what moves through does not smear into it.
 - ``absorb_frames`` (50): a block changed this many frames in a row becomes
   background at once (2..255). Something that stops in view (a parked car,
   a person standing still, the "ghost" of whatever was in view when the
-  detector started and has left) ends the event after that long instead of
-  keeping it open forever. Moving things change each block only briefly.
+  detector started and has left) ends the episode after that long instead
+  of keeping it open forever. Moving things change each block only briefly.
 - ``warmup_frames`` (5): frames after a (re)start that only teach the
   background; detection starts after them.
 - ``mask`` ([]): pixel rectangles ``[x, y, w, h]`` to ignore; every block a
@@ -69,28 +112,55 @@ from micropython import const
 MAX_BLOCKS = const(4096)
 
 # Slots of the int32 state array compare() works on. Inputs first (set by the
-# Detector), then what compare() reports about the last frame.
-S_THR = const(0)  # changed threshold, grey levels x16
+# Detector), then what compare() reports about the last frame. Inputs are
+# never negative: a 64-bit viper reads int32 items without sign extension.
+S_THR = const(0)  # configured threshold, grey levels x16
 S_LEARN = const(1)  # background learning shift (rate 1 / 2**shift)
 S_INIT = const(2)  # 1: copy this frame into the background
-S_NACT = const(3)  # out: blocks not masked
-S_NCH = const(4)  # out: changed blocks
-S_SUMR = const(5)  # out: sum of |residual| of changed blocks, x16
-S_X0 = const(6)  # out: bounding box of changed blocks, in blocks
+S_NACT = const(3)  # out: blocks watched (not masked)
+S_NCH = const(4)  # out: changed blocks that count (they have a changed neighbour)
+S_NHIT = const(5)  # out: blocks over the threshold, counted or not, masked ones included
+S_X0 = const(6)  # out: bounding box of counted blocks, in blocks
 S_Y0 = const(7)
 S_X1 = const(8)
 S_Y1 = const(9)
-S_SX = const(10)  # out: sum of changed block columns
-S_SY = const(11)  # out: sum of changed block rows
+S_SX = const(10)  # out: sum of counted block columns
+S_SY = const(11)  # out: sum of counted block rows
 S_OFF = const(12)  # out: median difference, grey levels
 S_GAIN = const(13)  # out: fitted gain x256
 S_NIN = const(14)  # out: blocks used for the lighting fit
 S_ABSORB = const(15)  # changed frames in a row after which a block is background
-STATE_SIZE = const(16)
+S_NOISE = const(16)  # state: smoothed median |residual|, grey levels x256
+S_THRUSED = const(17)  # out: threshold used this frame, grey levels x16
+S_NHIT0 = const(18)  # out: watched blocks over the configured threshold
+S_MAD = const(19)  # out: median |residual| of this frame, grey levels x16
+STATE_SIZE = const(20)
 
-HIST_SIZE = const(511)  # median histogram: differences -255..255
-_GAIN_MIN = const(128)  # 0.5 x256
-_GAIN_MAX = const(512)  # 2.0 x256
+HIST_SIZE = const(511)  # median histograms: differences -255..255, |residual| 0..127
+GAIN_MIN = const(64)  # 0.25 x256
+GAIN_MAX = const(1024)  # 4.0 x256
+LO = const(128)  # block means at or below 8 (x16) may be clipped at 0
+HI = const(3920)  # at or above 245 (x16) may be clipped at 255
+SAT = const(0x8000)  # block_means: a sixteenth of the pixels or more saturated
+MEAN = const(0xFFF)  # block_means: the mean, x16
+_FAR = const(0x1000000)  # "unbounded" end of an interval (x16)
+_BG_MAX = const(0x3FFFFF)  # background cap (x256): 16383 grey levels
+_RAD = const(3)  # the local light around a block: 7x7 blocks
+QLIM = const(96)  # relative residuals are clamped to +/- 0.375 (x256) for it
+_PMIN = const(256)  # predictions below 16 grey levels count as 16 there
+WBIAS = const(0x1000000)  # added to what goes in the work array (never negative there)
+NOISE_K = const(120)  # threshold floor: 7.5 x the median |residual| (x16)
+LIGHT_PAUSE_MS = const(1000)  # after a light switch: rebuild, detect nothing
+AUTO_PERIOD_MS = const(1000)  # auto mask: how often activity is taken
+AUTO_ON = const(128)  # masked above this activity (x256: changed half the time)
+AUTO_OFF = const(26)  # unmasked below this (a tenth of the time)
+AUTO_RATE = const(3)  # activity averages over about 2**3 periods
+
+# mask bits per block
+MASK_USER = const(1)
+MASK_AUTO = const(2)
+# aux array: three runs of n bytes
+_BOUND = const(0)  # 0: background known; 1: at least it (clipped high); 2: at most (low)
 
 DEFAULTS = {
     "block": 8,
@@ -98,8 +168,10 @@ DEFAULTS = {
     "sensitivity": 50,
     "min_area": 3,
     "start_frames": 3,
-    "end_frames": 10,
+    "end_s": 4,
     "update_ms": 500,
+    "light_switch_pct": 30,
+    "auto_mask": 0,
     "learn_frames": 32,
     "absorb_frames": 50,
     "warmup_frames": 5,
@@ -114,8 +186,10 @@ _RANGES = {
     "sensitivity": (1, 100),
     "min_area": (1, MAX_BLOCKS),
     "start_frames": (1, 1000),
-    "end_frames": (1, 1000),
+    "end_s": (1, 3600),
     "update_ms": (0, 3600000),
+    "light_switch_pct": (0, 100),
+    "auto_mask": (0, 1),
     "learn_frames": (1, 1 << 14),
     "absorb_frames": (2, 255),
     "warmup_frames": (0, 1000),
@@ -127,31 +201,82 @@ _RANGES = {
 
 @micropython.viper
 def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int, size: int):
-    """Mean of every block, x16, into ``out`` (row-major, cols x rows).
+    """Mean of every block, x16, into ``out`` (row-major, cols x rows), with
+    bit 15 (SAT) set when a sixteenth of its pixels or more are saturated
+    (252 or more).
 
     ``frame`` is read as unsigned bytes whatever its typecode, so a camera's
     signed memoryview reads as 0..255. Pixels right of ``cols * size`` or
-    below ``rows * size`` are not used.
+    below ``rows * size`` are not used. When the block size, the width and
+    the buffer's address allow, pixels are read four at a time (one 32-bit
+    word, summed as two pairs of 16-bit lanes; saturated bytes found with a
+    carry-free zero-byte test).
     """
     area = size * size
     i = 0
     by = 0
+    if (size & 3) == 0 and (width & 3) == 0 and (int(frame) & 3) == 0:
+        f32 = ptr32(frame)
+        w4 = width >> 2
+        s4 = size >> 2
+        k = 16  # a variable: constants past 30 bits would be objects here
+        m7f = (0x7F7F << k) | 0x7F7F
+        mfc = (0xFCFC << k) | 0xFCFC
+        m80 = (0x8080 << k) | 0x8080
+        while by < rows:
+            top = by * size * w4
+            bx = 0
+            while bx < cols:
+                lo = 0
+                hi = 0
+                sat = 0
+                p = top + bx * s4
+                yy = 0
+                while yy < size:
+                    q = p
+                    end = p + s4
+                    while q < end:
+                        v = int(f32[q])
+                        lo += v & 0x00FF00FF
+                        hi += (v >> 8) & 0x00FF00FF
+                        x = (v ^ mfc) & mfc  # a zero byte: that pixel is 252..255
+                        sat += (((((x & m7f) + m7f) | x) & m80) ^ m80) >> 7
+                        q += 1
+                    p += w4
+                    yy += 1
+                s = (lo & 0xFFFF) + ((lo >> 16) & 0xFFFF) + (hi & 0xFFFF) + ((hi >> 16) & 0xFFFF)
+                sat = (sat & 0xFF) + ((sat >> 8) & 0xFF) + ((sat >> 16) & 0xFF) + ((sat >> 24) & 0xFF)
+                v = (s << 4) // area
+                if (sat << 4) >= area:
+                    v |= SAT
+                out[i] = v
+                i += 1
+                bx += 1
+            by += 1
+        return
     while by < rows:
         top = by * size * width
         bx = 0
         while bx < cols:
             s = 0
+            sat = 0
             p = top + bx * size
             yy = 0
             while yy < size:
                 q = p
                 end = p + size
                 while q < end:
-                    s += frame[q]
+                    v = frame[q]
+                    s += v
+                    if v >= 252:
+                        sat += 1
                     q += 1
                 p += width
                 yy += 1
-            out[i] = (s << 4) // area
+            v = (s << 4) // area
+            if (sat << 4) >= area:
+                v |= SAT
+            out[i] = v
             i += 1
             bx += 1
         by += 1
@@ -164,54 +289,76 @@ def block_means_py(frame, out, width, cols, rows, size):
     for by in range(rows):
         top = by * size * width
         for bx in range(cols):
-            s = 0
+            s = sat = 0
             p = top + bx * size
             for yy in range(size):
                 for q in range(p, p + size):
-                    s += frame[q] & 0xFF
+                    v = frame[q] & 0xFF
+                    s += v
+                    sat += v >= 252
                 p += width
-            out[i] = (s << 4) // area
+            out[i] = ((s << 4) // area) | (SAT if sat * 16 >= area else 0)
             i += 1
 
 
 @micropython.viper
-def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16, st: ptr32,
-                  n: int, cols: int) -> int:
-    """Compare block means with the background; return the changed count.
+def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, work: ptr32,
+                  hist: ptr16, st: ptr32, n: int, cols: int) -> int:
+    """Compare block means with the background; return the counted changed blocks.
 
-    ``cur``: block means x16 (from block_means); ``bg``: background x256,
-    updated here; ``mask``: 1 for ignored blocks; ``changed``: per block, 0
-    or how many frames in a row it has been changed (up to S_ABSORB, when
-    the block is taken into the background at once); ``hist``: scratch of
-    HIST_SIZE entries; ``st``: the state array (inputs S_THR, S_LEARN,
-    S_INIT, S_ABSORB; outputs S_NACT..S_NIN); ``n`` blocks, ``cols`` a row.
+    ``cur``: block means x16 (from block_means); ``bg``: background x256
+    (int32, never negative), updated here; ``mask``: per block, MASK_USER
+    (ignored) and MASK_AUTO (measured, not counted) bits; ``changed``: per
+    block, 0 or how many frames in a row it has counted as changed (up to
+    S_ABSORB, when the block is taken into the background at once); ``aux``:
+    3 x n bytes: what the background of each block knows (0 known, 1 a lower
+    bound, 2 an upper bound), this frame's over-threshold flags, and how many
+    frames each block was over the threshold since the caller last cleared
+    it (up to 255); ``work``: int32 scratch of 3 x n; ``hist``: scratch of
+    HIST_SIZE entries; ``st``: the state
+    array (inputs S_THR, S_LEARN, S_INIT, S_ABSORB, S_NOISE; the rest is
+    output); ``n`` blocks, ``cols`` a row.
     """
-    thr = st[S_THR]
+    thr0 = st[S_THR]
     learn = st[S_LEARN]
     absorb = st[S_ABSORB]
+    hits = n
+    busy = n + n
     if st[S_INIT]:
         i = 0
         while i < n:
-            bg[i] = cur[i] << 4
+            c = cur[i]
+            bg[i] = (c & MEAN) << 4
             changed[i] = 0
+            b = 0
+            if c >= HI:
+                b = 1
+            elif c <= LO:
+                b = 2
+            aux[i] = b
             i += 1
         st[S_INIT] = 0
-    # 1. median block difference (grey levels) over the watched blocks
+    # 1. median block difference (grey levels) over watched, unclipped blocks
     i = 0
     while i < HIST_SIZE:
         hist[i] = 0
         i += 1
     nact = 0
+    nfit = 0
     i = 0
     while i < n:
         if mask[i] == 0:
-            d = (cur[i] >> 4) - (bg[i] >> 8) + 255
-            hist[d] += 1
             nact += 1
+            c = cur[i]
+            b = int(bg[i]) >> 4
+            if aux[i] == 0 and c > LO and c < HI and b > LO and b < HI:
+                d = (c >> 4) - (b >> 4) + 255
+                hist[d] += 1
+                nfit += 1
         i += 1
     off = 0
-    if nact > 0:
-        half = (nact + 1) >> 1
+    if nfit > 0:
+        half = (nfit + 1) >> 1
         acc = 0
         i = 0
         while i < HIST_SIZE:
@@ -222,15 +369,15 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
         off = i - 255
     # 2. blocks agreeing with the median: their means
     off16 = off << 4
-    win = thr * 3
+    win = thr0 * 3
     sx = 0
     sy = 0
     nin = 0
     i = 0
     while i < n:
-        if mask[i] == 0:
-            c = int(cur[i])
-            b = int(bg[i]) >> 4
+        c = cur[i]
+        b = int(bg[i]) >> 4
+        if mask[i] == 0 and aux[i] == 0 and c > LO and c < HI and b > LO and b < HI:
             d = c - b - off16
             if d < 0:
                 d = -d
@@ -240,6 +387,8 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
                 nin += 1
         i += 1
     gain = 256
+    mx = 0
+    my = off16
     if nin > 0:
         mx = sx // nin
         my = sy // nin
@@ -248,9 +397,9 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
         cov = 0
         i = 0
         while i < n:
-            if mask[i] == 0:
-                c = int(cur[i])
-                b = int(bg[i]) >> 4
+            c = cur[i]
+            b = int(bg[i]) >> 4
+            if mask[i] == 0 and aux[i] == 0 and c > LO and c < HI and b > LO and b < HI:
                 d = c - b - off16
                 if d < 0:
                     d = -d
@@ -264,21 +413,188 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
             while var > 0x100000:
                 var >>= 1
                 cov >>= 1
-            if cov * 2 < var:
-                gain = _GAIN_MIN
-            elif cov > var * 2:
-                gain = _GAIN_MAX
+            if cov * 4 < var:
+                gain = GAIN_MIN
+            elif cov > var * 4:
+                gain = GAIN_MAX
             else:
                 gain = (cov << 8) // var
         else:
             mx = 0
             my = off16
-    else:
-        mx = 0
-        my = off16
-    # 4. residual against the lighting prediction; learn the background
+    # 4. residual of every block against the lighting prediction: the
+    # distance between what the block may be and what it should be, signed
+    # (positive: brighter than predicted)
+    i = 0
+    while i < n:
+        r = 0
+        if (mask[i] & MASK_USER) == 0:
+            c = cur[i]
+            p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
+            clo = c & MEAN
+            chi = clo
+            if c >= HI:
+                chi = _FAR
+            elif c <= LO:
+                clo = -_FAR
+            plo = p
+            phi = p
+            k = aux[i]
+            if k == 1:
+                phi = _FAR
+            elif k == 2:
+                plo = -_FAR
+            if clo > phi:
+                r = clo - phi
+            elif plo > chi:
+                r = chi - plo
+        work[i] = r + WBIAS
+        i += 1
+    # ... and what is left of it once the light around the block is taken
+    # out. Light multiplies: the residual relative to the prediction,
+    # q = r / p (x256, clamped to +/- QLIM so an object pulls little),
+    # averaged over the 7x7 blocks around the block, times its prediction,
+    # is what the light around it explains. q into work[n:], its
+    # horizontal sums into work[2n:]
+    i = 0
+    while i < n:
+        p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
+        if p < _PMIN:
+            p = _PMIN
+        q = ((int(work[i]) - WBIAS) << 8) // p
+        if q > QLIM:
+            q = QLIM
+        elif q < -QLIM:
+            q = -QLIM
+        work[n + i] = q + WBIAS
+        i += 1
+    n2 = n + n
+    row = 0
+    while row < n:
+        s = 0
+        j = 0
+        while j <= _RAD and j < cols:
+            s += int(work[n + row + j]) - WBIAS
+            j += 1
+        x = 0
+        while x < cols:
+            work[n2 + row + x] = s + WBIAS
+            j = x + _RAD + 1
+            if j < cols:
+                s += int(work[n + row + j]) - WBIAS
+            j = x - _RAD
+            if j >= 0:
+                s -= int(work[n + row + j]) - WBIAS
+            x += 1
+        row += cols
+    # vertical sums of those, the local mean, what is left; the median of
+    # what is left over clean blocks (noise and what the model cannot
+    # explain), and the blocks over the configured threshold before any of
+    # this (what the light-switch rule counts)
+    rows = n // cols
+    i = 0
+    while i < HIST_SIZE:
+        hist[i] = 0
+        i += 1
+    nmad = 0
+    nhit0 = 0
+    x = 0
+    while x < cols:
+        cx = x + _RAD
+        if cx >= cols:
+            cx = cols - 1
+        k = x - _RAD
+        if k < 0:
+            k = 0
+        cx = cx - k + 1
+        s = 0
+        y = 0
+        while y <= _RAD and y < rows:
+            s += int(work[n2 + y * cols + x]) - WBIAS
+            y += 1
+        y = 0
+        while y < rows:
+            cy = y + _RAD
+            if cy >= rows:
+                cy = rows - 1
+            k = y - _RAD
+            if k < 0:
+                k = 0
+            cy = cy - k + 1
+            i = y * cols + x
+            r = int(work[i]) - WBIAS
+            p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
+            if p < _PMIN:
+                p = _PMIN
+            d = r - (((s // (cx * cy)) * p) >> 8)
+            if (mask[i] & MASK_USER) != 0:
+                d = 0
+            work[i] = d + WBIAS
+            flag = 0
+            if mask[i] == 0:
+                if r > thr0 or r < -thr0:
+                    flag = 4
+                    nhit0 += 1
+                c = cur[i]
+                if aux[i] == 0 and c > LO and c < HI:
+                    if d < 0:
+                        d = -d
+                    d >>= 2
+                    if d >= HIST_SIZE:
+                        d = HIST_SIZE - 1
+                    hist[d] += 1
+                    nmad += 1
+            aux[hits + i] = flag
+            k = y + _RAD + 1
+            if k < rows:
+                s += int(work[n2 + k * cols + x]) - WBIAS
+            k = y - _RAD
+            if k >= 0:
+                s -= int(work[n2 + k * cols + x]) - WBIAS
+            y += 1
+        x += 1
+    mad = 0
+    noise = st[S_NOISE]
+    if nmad > 0:
+        half = (nmad + 1) >> 1
+        acc = 0
+        i = 0
+        while i < HIST_SIZE:
+            acc += hist[i]
+            if acc >= half:
+                break
+            i += 1
+        mad = i << 2
+        target = mad << 4
+        if target > noise:
+            noise += (target - noise + 3) >> 2
+        else:
+            noise -= (noise - target) >> 5
+        st[S_NOISE] = noise
+    # the threshold: the configured one, raised above the noise (smoothed,
+    # or this frame's if higher), at most three times the configured one
+    thr = (noise * NOISE_K) >> 8
+    k = (mad * NOISE_K) >> 4
+    if thr < k:
+        thr = k
+    if thr < thr0:
+        thr = thr0
+    if thr > thr0 * 3:
+        thr = thr0 * 3
+    nhit = 0
+    i = 0
+    while i < n:
+        if (mask[i] & MASK_USER) == 0:
+            d = int(work[i]) - WBIAS
+            if d > thr or d < -thr:
+                nhit += 1
+                if aux[busy + i] < 255:
+                    aux[busy + i] += 1
+                if mask[i] == 0:
+                    aux[hits + i] |= 1
+        i += 1
+    # 5. count changed blocks that have a changed neighbour; learn the background
     nch = 0
-    sumr = 0
     x0 = cols
     y0 = n
     x1 = -1
@@ -287,41 +603,91 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
     srow = 0
     bx = 0
     by = 0
-    fast = learn
     slow = learn + 2
     i = 0
     while i < n:
-        c = int(cur[i])
+        raw = cur[i]
+        c = raw & MEAN
         b256 = int(bg[i])
-        hit = 0
-        if mask[i] == 0:
-            r = c - my - ((gain * ((b256 >> 4) - mx)) >> 8)
-            if r < 0:
-                r = -r
-            if r > thr:
-                hit = 1
-                nch += 1
-                sumr += r
-                if bx < x0:
-                    x0 = bx
-                if bx > x1:
-                    x1 = bx
-                if by < y0:
-                    y0 = by
-                y1 = by
-                scol += bx
-                srow += by
-        if hit:
-            age = changed[i] + 1
+        m = mask[i]
+        keep = 0
+        h = hits + i
+        if aux[h] & 1:
+            # a neighbour over the threshold too (of the 8)?
+            if bx > 0 and aux[h - 1] & 1:
+                keep = 1
+            elif bx + 1 < cols and aux[h + 1] & 1:
+                keep = 1
+            if keep == 0 and i >= cols:
+                u = h - cols
+                if aux[u] & 1:
+                    keep = 1
+                elif bx > 0 and aux[u - 1] & 1:
+                    keep = 1
+                elif bx + 1 < cols and aux[u + 1] & 1:
+                    keep = 1
+            if keep == 0 and i + cols < n:
+                u = h + cols
+                if aux[u] & 1:
+                    keep = 1
+                elif bx > 0 and aux[u - 1] & 1:
+                    keep = 1
+                elif bx + 1 < cols and aux[u + 1] & 1:
+                    keep = 1
+        if m & MASK_USER:
+            changed[i] = 0
+            b256 += ((c << 4) - b256) >> learn
+        elif keep:
+            nch += 1
+            if bx < x0:
+                x0 = bx
+            if bx > x1:
+                x1 = bx
+            if by < y0:
+                y0 = by
+            y1 = by
+            scol += bx
+            srow += by
+            age = int(changed[i]) + 1
             if age >= absorb:
-                bg[i] = c << 4
+                b256 = c << 4
+                k = 0
+                if raw >= HI:
+                    k = 1
+                elif raw <= LO:
+                    k = 2
+                aux[i] = k
                 age = 1
             else:
-                bg[i] = b256 + (((c << 4) - b256) >> slow)
+                # follow the lighting, and let what is there soak in slowly
+                p = my + ((gain * ((b256 >> 4) - mx)) >> 8)
+                b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
             changed[i] = age
         else:
             changed[i] = 0
-            bg[i] = b256 + (((c << 4) - b256) >> fast)
+            p = my + ((gain * ((b256 >> 4) - mx)) >> 8)
+            if aux[h]:
+                # over the threshold, before or after the local light is
+                # taken out, but not counted: something small, or the inside
+                # of something big, may be there; learn as slowly as a
+                # changed block
+                b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
+            elif raw > LO and raw < HI:
+                if aux[i] == 0:
+                    b256 += ((c << 4) - b256) >> learn
+                else:
+                    # a clean look at a block whose background was clipped:
+                    # take it, in the background's lighting
+                    if gain > 0:
+                        b256 = (mx + (((c - my) << 8) // gain)) << 4
+                    aux[i] = 0
+            else:
+                b256 += ((p << 4) - b256) >> learn
+        if b256 < 0:
+            b256 = 0
+        elif b256 > _BG_MAX:
+            b256 = _BG_MAX
+        bg[i] = b256
         i += 1
         bx += 1
         if bx == cols:
@@ -329,7 +695,7 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
             by += 1
     st[S_NACT] = nact
     st[S_NCH] = nch
-    st[S_SUMR] = sumr
+    st[S_NHIT] = nhit
     st[S_X0] = x0
     st[S_Y0] = y0
     st[S_X1] = x1
@@ -339,29 +705,44 @@ def compare_viper(cur: ptr16, bg: ptr16, mask: ptr8, changed: ptr8, hist: ptr16,
     st[S_OFF] = off
     st[S_GAIN] = gain
     st[S_NIN] = nin
+    st[S_THRUSED] = thr
+    st[S_NHIT0] = nhit0
+    st[S_MAD] = mad
     return nch
 
 
-def compare_py(cur, bg, mask, changed, hist, st, n, cols):
+def compare_py(cur, bg, mask, changed, aux, work, hist, st, n, cols):
     """Pure-Python twin of ``compare_viper`` (same arguments, same result)."""
-    thr = st[S_THR]
+    thr0 = st[S_THR]
     learn = st[S_LEARN]
     absorb = st[S_ABSORB]
+    hits = n
+    busy = 2 * n
     if st[S_INIT]:
         for i in range(n):
-            bg[i] = cur[i] << 4
+            c = cur[i]
+            bg[i] = (c & MEAN) << 4
             changed[i] = 0
+            aux[i] = 1 if c >= HI else 2 if c <= LO else 0
         st[S_INIT] = 0
+
+    def clean(i):  # watched, unclipped now and in the background
+        c = cur[i]
+        b = bg[i] >> 4
+        return mask[i] == 0 and aux[i] == 0 and LO < c < HI and LO < b < HI
+
     for i in range(HIST_SIZE):
         hist[i] = 0
-    nact = 0
+    nact = nfit = 0
     for i in range(n):
         if mask[i] == 0:
-            hist[(cur[i] >> 4) - (bg[i] >> 8) + 255] += 1
             nact += 1
+            if clean(i):
+                hist[(cur[i] >> 4) - (bg[i] >> 8) + 255] += 1
+                nfit += 1
     off = 0
-    if nact > 0:
-        half = (nact + 1) >> 1
+    if nfit > 0:
+        half = (nfit + 1) >> 1
         acc = 0
         i = 0
         while i < HIST_SIZE:
@@ -371,79 +752,159 @@ def compare_py(cur, bg, mask, changed, hist, st, n, cols):
             i += 1
         off = i - 255
     off16 = off << 4
-    win = thr * 3
-    sx = sy = nin = 0
-    for i in range(n):
-        if mask[i] == 0:
-            c = cur[i]
-            b = bg[i] >> 4
-            if abs(c - b - off16) <= win:
-                sx += b
-                sy += c
-                nin += 1
+    win = thr0 * 3
+    def inliers():
+        for i in range(n):
+            if clean(i) and abs(cur[i] - (bg[i] >> 4) - off16) <= win:
+                yield i
+
+    nin = sum(1 for i in inliers())
     gain = 256
     mx = 0
     my = off16
     if nin > 0:
-        mx = sx // nin
-        my = sy // nin
+        mx = sum(bg[i] >> 4 for i in inliers()) // nin
+        my = sum(cur[i] for i in inliers()) // nin
         var = cov = 0
-        for i in range(n):
-            if mask[i] == 0:
-                c = cur[i]
-                b = bg[i] >> 4
-                if abs(c - b - off16) <= win:
-                    dx = (b - mx) >> 3
-                    dy = (c - my) >> 3
-                    var += dx * dx
-                    cov += dx * dy
+        for i in inliers():
+            dx = ((bg[i] >> 4) - mx) >> 3
+            dy = (cur[i] - my) >> 3
+            var += dx * dx
+            cov += dx * dy
         if var >= nin * 64:
             while var > 0x100000:
                 var >>= 1
                 cov >>= 1
-            if cov * 2 < var:
-                gain = _GAIN_MIN
-            elif cov > var * 2:
-                gain = _GAIN_MAX
+            if cov * 4 < var:
+                gain = GAIN_MIN
+            elif cov > var * 4:
+                gain = GAIN_MAX
             else:
                 gain = (cov << 8) // var
         else:
             mx = 0
             my = off16
-    nch = sumr = scol = srow = 0
+
+    def predict(b256):
+        return my + ((gain * ((b256 >> 4) - mx)) >> 8)
+
+    for i in range(n):  # r into work[:n], q into work[n:2n]
+        r = 0
+        if not mask[i] & MASK_USER:
+            c = cur[i]
+            p = predict(bg[i])
+            clo = -_FAR if c <= LO else c & MEAN
+            chi = _FAR if c >= HI else c & MEAN
+            plo = -_FAR if aux[i] == 2 else p
+            phi = _FAR if aux[i] == 1 else p
+            r = clo - phi if clo > phi else chi - plo if plo > chi else 0
+        work[i] = r + WBIAS
+        work[n + i] = min(max((r << 8) // max(predict(bg[i]), _PMIN), -QLIM), QLIM) + WBIAS
+    rows = n // cols
+    for i in range(HIST_SIZE):
+        hist[i] = 0
+    nmad = nhit0 = 0
+    for i in range(n):
+        y, x = divmod(i, cols)
+        total = count = 0
+        for yy in range(max(0, y - _RAD), min(rows, y + _RAD + 1)):
+            for xx in range(max(0, x - _RAD), min(cols, x + _RAD + 1)):
+                total += work[n + yy * cols + xx] - WBIAS
+                count += 1
+        r = work[i] - WBIAS
+        d = r - (((total // count) * max(predict(bg[i]), _PMIN)) >> 8)
+        if mask[i] & MASK_USER:
+            d = 0
+        work[2 * n + i] = d + WBIAS  # work[:n] is still read by later blocks
+        flag = 0
+        if mask[i] == 0:
+            if abs(r) > thr0:
+                flag = 4
+                nhit0 += 1
+            if clean(i):
+                hist[min(abs(d) >> 2, HIST_SIZE - 1)] += 1
+                nmad += 1
+        aux[hits + i] = flag
+    for i in range(n):
+        work[i] = work[2 * n + i]
+    mad = 0
+    noise = st[S_NOISE]
+    if nmad > 0:
+        half = (nmad + 1) >> 1
+        acc = 0
+        i = 0
+        while i < HIST_SIZE:
+            acc += hist[i]
+            if acc >= half:
+                break
+            i += 1
+        mad = i << 2
+        target = mad << 4
+        if target > noise:
+            noise += (target - noise + 3) >> 2
+        else:
+            noise -= (noise - target) >> 5
+        st[S_NOISE] = noise
+    thr = min(max((noise * NOISE_K) >> 8, (mad * NOISE_K) >> 4, thr0), thr0 * 3)
+    nhit = 0
+    for i in range(n):
+        if not mask[i] & MASK_USER and abs(work[i] - WBIAS) > thr:
+            nhit += 1
+            aux[busy + i] = min(aux[busy + i] + 1, 255)
+            if mask[i] == 0:
+                aux[hits + i] |= 1
+    nch = scol = srow = 0
     x0, y0, x1, y1 = cols, n, -1, -1
     slow = learn + 2
     for i in range(n):
         by, bx = divmod(i, cols)
-        c = cur[i]
+        raw = cur[i]
+        c = raw & MEAN
         b256 = bg[i]
-        hit = 0
-        if mask[i] == 0:
-            r = abs(c - my - ((gain * ((b256 >> 4) - mx)) >> 8))
-            if r > thr:
-                hit = 1
-                nch += 1
-                sumr += r
-                x0 = min(x0, bx)
-                x1 = max(x1, bx)
-                y0 = min(y0, by)
-                y1 = by
-                scol += bx
-                srow += by
-        if hit:
+        m = mask[i]
+        keep = 0
+        if aux[hits + i] & 1:
+            for j in (i - cols - 1, i - cols, i - cols + 1, i - 1, i + 1,
+                      i + cols - 1, i + cols, i + cols + 1):
+                if 0 <= j < n and abs(j % cols - bx) <= 1 and aux[hits + j] & 1:
+                    keep = 1
+        if m & MASK_USER:
+            changed[i] = 0
+            b256 += ((c << 4) - b256) >> learn
+        elif keep:
+            nch += 1
+            x0 = min(x0, bx)
+            x1 = max(x1, bx)
+            y0 = min(y0, by)
+            y1 = by
+            scol += bx
+            srow += by
             age = changed[i] + 1
             if age >= absorb:
-                bg[i] = c << 4
+                b256 = c << 4
+                aux[i] = 1 if raw >= HI else 2 if raw <= LO else 0
                 age = 1
             else:
-                bg[i] = b256 + (((c << 4) - b256) >> slow)
+                p = predict(b256)
+                b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
             changed[i] = age
         else:
             changed[i] = 0
-            bg[i] = b256 + (((c << 4) - b256) >> learn)
+            p = predict(b256)
+            if aux[hits + i]:
+                b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
+            elif LO < raw < HI and aux[i] == 0:
+                b256 += ((c << 4) - b256) >> learn
+            elif LO < raw < HI:
+                if gain > 0:
+                    b256 = (mx + (((c - my) << 8) // gain)) << 4
+                aux[i] = 0
+            else:
+                b256 += ((p << 4) - b256) >> learn
+        bg[i] = min(max(b256, 0), _BG_MAX)
     st[S_NACT] = nact
     st[S_NCH] = nch
-    st[S_SUMR] = sumr
+    st[S_NHIT] = nhit
     st[S_X0] = x0
     st[S_Y0] = y0
     st[S_X1] = x1
@@ -453,6 +914,9 @@ def compare_py(cur, bg, mask, changed, hist, st, n, cols):
     st[S_OFF] = off
     st[S_GAIN] = gain
     st[S_NIN] = nin
+    st[S_THRUSED] = thr
+    st[S_NHIT0] = nhit0
+    st[S_MAD] = mad
     return nch
 
 
@@ -467,13 +931,41 @@ def _shift_for(frames):
     return k
 
 
+def auto_mask_update(aux, act, mask, n, frames):
+    """Fold one period of over-threshold counts into each block's activity
+    and (un)mask blocks by it; return True if the automatic mask changed.
+
+    ``aux``: compare()'s aux array (its third run, the counts, is read and
+    cleared); ``act``: per block activity, 0..255 (share of frames changed,
+    averaged over about 2**AUTO_RATE periods); ``mask``: MASK_AUTO is set or
+    cleared here; ``frames``: frames in the period. Runs once a period, not
+    per frame: plain Python.
+    """
+    busy = 2 * n
+    moved = False
+    for i in range(n):
+        share = (aux[busy + i] * 255) // frames if frames else 0
+        aux[busy + i] = 0
+        a = act[i]
+        a += (min(share, 255) - a) >> AUTO_RATE if share >= a else -((a - share + 7) >> AUTO_RATE)
+        act[i] = a
+        m = mask[i]
+        if not m & MASK_AUTO and a > AUTO_ON:
+            mask[i] = m | MASK_AUTO
+            moved = True
+        elif m & MASK_AUTO and a < AUTO_OFF:
+            mask[i] = m & ~MASK_AUTO
+            moved = True
+    return moved
+
+
 class Detector:
     """Turns a stream of grayscale frames into motion events.
 
     ``width``, ``height``: frame size in pixels (one byte per pixel).
     ``settings``: dict of settings (see the module docstring); missing keys
     take their defaults. ``native``: False runs the pure-Python twins instead
-    of viper (tests use it as the oracle; about 50 times slower).
+    of viper (tests use it as the oracle; about 40 times slower).
     """
 
     def __init__(self, width, height, settings=None, native=True):
@@ -487,6 +979,8 @@ class Detector:
         self.block = 0
         self._active = False
         self._box0 = self._box1 = 0
+        self._pause = False
+        self._pending = None
         self.configure(DEFAULTS)
         if settings:
             self.configure(settings)
@@ -497,9 +991,9 @@ class Detector:
         """Apply the keys of ``settings`` that are ours; keep the others.
 
         Raises ValueError (naming the key) on a bad value, changing nothing.
-        A new ``block`` size restarts the background; an open event stays
+        A new ``block`` size restarts the background; an open episode stays
         open (warm-up frames count as still ones), so it ends after
-        ``end_frames`` unless motion goes on.
+        ``end_s`` unless motion goes on.
         """
         new = dict(self.settings)
         for key in DEFAULTS:
@@ -523,9 +1017,12 @@ class Detector:
         if cols < 1 or rows < 1 or cols * rows > MAX_BLOCKS:
             raise ValueError("motion setting block: %d gives %dx%d blocks for %dx%d"
                              % (size, cols, rows, self.width, self.height))
+        was_auto = self.settings.get("auto_mask")
         self.settings = new
         if size != self.block:
             self._allocate(size, cols, rows)
+        elif was_auto and not new["auto_mask"]:
+            self._clear_auto_mask()
         self._apply_mask()
         st = self._st
         st[S_THR] = max(1, (new["threshold"] * 16 * 50) // new["sensitivity"])
@@ -533,8 +1030,10 @@ class Detector:
         st[S_ABSORB] = new["absorb_frames"]
         self._min_area = new["min_area"]
         self._start_frames = new["start_frames"]
-        self._end_frames = new["end_frames"]
+        self._end_ms = new["end_s"] * 1000
         self._update_ms = new["update_ms"]
+        self._light_pct = new["light_switch_pct"]
+        self._auto = new["auto_mask"]
 
     @staticmethod
     def _check_rects(key, value):
@@ -554,16 +1053,21 @@ class Detector:
         self.rows = rows
         self._n = n
         self._cur = array.array("H", bytes(2 * n))
-        self._bg = array.array("H", bytes(2 * n))
+        self._bg = array.array("i", bytes(4 * n))
         self.mask = bytearray(n)
         self.changed = bytearray(n)
+        self._aux = bytearray(3 * n)
+        self._work = array.array("i", bytes(12 * n))
+        self._act = bytearray(n)
+        self._auto_frames = 0
+        self._auto_since = None
         self.reset()
 
     def _apply_mask(self):
         mask = self.mask
         size = self.block
         for i in range(self._n):
-            mask[i] = 0
+            mask[i] &= MASK_AUTO
         for x, y, w, h in self.settings["mask"]:
             if w and h:  # pixels -> every block touched
                 self._mask_blocks(x // size, y // size,
@@ -576,13 +1080,24 @@ class Detector:
         cols = self.cols
         for row in range(max(0, by), min(self.rows, by + bh)):
             for col in range(max(0, bx), min(cols, bx + bw)):
-                self.mask[row * cols + col] = 1
+                self.mask[row * cols + col] |= MASK_USER
+
+    def _clear_auto_mask(self):
+        had = False
+        for i in range(self._n):
+            had = had or bool(self.mask[i] & MASK_AUTO)
+            self.mask[i] &= ~MASK_AUTO
+            self._act[i] = 0
+            self._aux[2 * self._n + i] = 0
+        if had:
+            self._pending = "mask"
 
     def reset(self):
         """Forget the background: the next frames teach it again."""
         self._st[S_INIT] = 1
+        self._h0a = self._h0b = 0
         self._warm = self.settings["warmup_frames"] + 1
-        self._run = 0  # moving frames in a row (idle) / still frames in a row (active)
+        self._run = 0  # moving frames in a row while no episode is open
 
     # -- frames --
 
@@ -601,24 +1116,56 @@ class Detector:
         centres). kind ``"end"``: ``duration_ms`` (start event to the last
         moving frame), ``peak_score`` and ``bbox`` (of the last moving
         frame). ``update`` comes only on moving frames, at most one per
-        ``update_ms``.
+        ``update_ms``. kind ``"light"``: a lighting change was seen
+        (``pause_ms``: how long detection pauses, ``share``: percent of the
+        watched blocks that changed). kind ``"mask"``: the automatic mask
+        changed (``blocks``: how many are masked, ``rects``: them as pixel
+        rectangles).
         """
         if len(frame) < self.width * self.height:
             raise ValueError("frame too short")
+        st = self._st
+        if self._pause:
+            # after a light switch: the background is the newest frame
+            if time.ticks_diff(now_ms, self._pause_until) >= 0:
+                self._pause = False
+            st[S_INIT] = 1
         self._means(frame, self._cur, self.width, self.cols, self.rows, self.block)
-        nch = self._compare(self._cur, self._bg, self.mask, self.changed, self._hist, self._st,
-                            self._n, self.cols)
+        nch = self._compare(self._cur, self._bg, self.mask, self.changed, self._aux, self._work,
+                            self._hist, st, self._n, self.cols)
+        if self._auto:
+            self._auto_frames += 1
+            if self._auto_since is None:
+                self._auto_since = now_ms
+            elif time.ticks_diff(now_ms, self._auto_since) >= AUTO_PERIOD_MS:
+                if auto_mask_update(self._aux, self._act, self.mask, self._n, self._auto_frames):
+                    self._pending = "mask"
+                self._auto_frames = 0
+                self._auto_since = now_ms
+        h0 = self._h0b  # over the configured threshold two frames ago
+        self._h0b = self._h0a
+        self._h0a = st[S_NHIT0]
         if self._warm:
             self._warm -= 1
             nch = 0
+        elif self._pause:
+            nch = 0
+        elif self._light_pct and (st[S_NHIT0] - h0) * 100 >= self._light_pct * st[S_NACT]:
+            share = (st[S_NHIT0] * 100) // st[S_NACT]
+            self._h0a = self._h0b = 0
+            self._pause = True
+            self._pause_until = time.ticks_add(now_ms, LIGHT_PAUSE_MS)
+            st[S_INIT] = 1
+            self._run = 0
+            return ("light", {"pause_ms": LIGHT_PAUSE_MS, "share": share})
         moving = nch >= self._min_area
         if not self._active:
             if not moving:
                 self._run = 0
-                return None
+                return self._status()
             self._run += 1
             if self._run < self._start_frames:
-                return None
+                return self._status()
             self._active = True
             self._run = 0
             self._started = now_ms
@@ -627,30 +1174,52 @@ class Detector:
             self._peak = 0
             return ("start", self._payload())
         if not moving:
-            self._run += 1
-            if self._run < self._end_frames:
-                return None
+            if time.ticks_diff(now_ms, self._last_moving) < self._end_ms:
+                return self._status()
             self._active = False
-            self._run = 0
             return ("end", {"duration_ms": time.ticks_diff(self._last_moving, self._started),
                             "peak_score": self._peak, "bbox": self._last_bbox()})
-        self._run = 0
         self._last_moving = now_ms
-        st = self._st
         self._box0 = st[S_X0] | (st[S_Y0] << 16)  # small ints: no allocation
         self._box1 = st[S_X1] | (st[S_Y1] << 16)
         score = self._score()
         if score > self._peak:
             self._peak = score
         if time.ticks_diff(now_ms, self._last_update) < self._update_ms:
-            return None
+            return self._status()
         self._last_update = now_ms
         return ("update", self._payload())
+
+    def _status(self):
+        """A pending ``mask`` event, if any (it waits for a frame with no
+        motion event of its own)."""
+        if self._pending is None:
+            return None
+        self._pending = None
+        rects = self.auto_mask_rects()
+        return ("mask", {"blocks": sum(1 for m in self.mask if m & MASK_AUTO), "rects": rects})
 
     @property
     def active(self):
         """True between a start event and its end event."""
         return self._active
+
+    def auto_mask_rects(self):
+        """The automatic mask as pixel rectangles ``[[x, y, w, h], ...]``
+        (runs of masked blocks in each row)."""
+        size, cols = self.block, self.cols
+        out = []
+        for row in range(self.rows):
+            col = 0
+            while col < cols:
+                if self.mask[row * cols + col] & MASK_AUTO:
+                    start = col
+                    while col < cols and self.mask[row * cols + col] & MASK_AUTO:
+                        col += 1
+                    out.append([start * size, row * size, (col - start) * size, size])
+                else:
+                    col += 1
+        return out
 
     def _score(self):
         st = self._st
@@ -680,3 +1249,9 @@ class Detector:
         """(offset, gain x256, blocks fitted) of the last frame: for tests, tuning."""
         st = self._st
         return st[S_OFF], st[S_GAIN], st[S_NIN]
+
+    def noise(self):
+        """(median |residual| of the last frame, threshold used), grey levels
+        x16: for tests, tuning."""
+        st = self._st
+        return st[S_MAD], st[S_THRUSED]

@@ -99,7 +99,7 @@ def test_lighting_steps_and_ramps():
 
 def test_scenario_loops():
     cam = SceneCamera("default")
-    assert cam.truth(15) == cam.truth(75) != []  # 6 s period
+    assert cam.truth(15) == cam.truth(115) != []  # 10 s period
     assert cam.truth(5) == []
 
 
