@@ -145,15 +145,18 @@ SAT = const(0x8000)  # block_means: a sixteenth of the pixels or more saturated
 MEAN = const(0xFFF)  # block_means: the mean, x16
 _FAR = const(0x1000000)  # "unbounded" end of an interval (x16)
 _BG_MAX = const(0x3FFFFF)  # background cap (x256): 16383 grey levels
-_RAD = const(3)  # the local light around a block: 7x7 blocks
-QLIM = const(96)  # relative residuals are clamped to +/- 0.375 (x256) for it
+_RAD = const(4)  # the local light around a block: 9x9 blocks
+_NMIN = const(49)  # near the edges: averaged as if over at least 49 (shrunk)
+_MADH = const(128)  # median |residual| histogram: 0 .. 31.75 grey levels
+QLIM = const(160)  # relative residuals are clamped to +/- 0.375 (x256) for it
 _PMIN = const(256)  # predictions below 16 grey levels count as 16 there
 WBIAS = const(0x1000000)  # added to what goes in the work array (never negative there)
 NOISE_K = const(120)  # threshold floor: 7.5 x the median |residual| (x16)
+SMALL_MS = const(1000)  # a pair of changed blocks this long, moving, is something small
 LIGHT_PAUSE_MS = const(1000)  # after a light switch: rebuild, detect nothing
 AUTO_PERIOD_MS = const(1000)  # auto mask: how often activity is taken
-AUTO_ON = const(128)  # masked above this activity (x256: changed half the time)
-AUTO_OFF = const(26)  # unmasked below this (a tenth of the time)
+AUTO_ON = const(128)  # masked above this activity (half of recent periods active)
+AUTO_OFF = const(38)  # unmasked below this (15%)
 AUTO_RATE = const(3)  # activity averages over about 2**3 periods
 
 # mask bits per block
@@ -202,8 +205,8 @@ _RANGES = {
 @micropython.viper
 def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int, size: int):
     """Mean of every block, x16, into ``out`` (row-major, cols x rows), with
-    bit 15 (SAT) set when a sixteenth of its pixels or more are saturated
-    (252 or more).
+    bit 15 (SAT) set when a sixteenth or more of the pixels of its even rows
+    are saturated (252 or more).
 
     ``frame`` is read as unsigned bytes whatever its typecode, so a camera's
     signed memoryview reads as 0..255. Pixels right of ``cols * size`` or
@@ -235,7 +238,7 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
                 while yy < size:
                     q = p
                     end = p + s4
-                    while q < end:
+                    while q < end:  # an even row: sum, count saturated
                         v = int(f32[q])
                         lo += v & 0x00FF00FF
                         hi += (v >> 8) & 0x00FF00FF
@@ -243,11 +246,19 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
                         sat += (((((x & m7f) + m7f) | x) & m80) ^ m80) >> 7
                         q += 1
                     p += w4
-                    yy += 1
+                    q = p
+                    end = p + s4
+                    while q < end:  # an odd row: sum
+                        v = int(f32[q])
+                        lo += v & 0x00FF00FF
+                        hi += (v >> 8) & 0x00FF00FF
+                        q += 1
+                    p += w4
+                    yy += 2
                 s = (lo & 0xFFFF) + ((lo >> 16) & 0xFFFF) + (hi & 0xFFFF) + ((hi >> 16) & 0xFFFF)
                 sat = (sat & 0xFF) + ((sat >> 8) & 0xFF) + ((sat >> 16) & 0xFF) + ((sat >> 24) & 0xFF)
                 v = (s << 4) // area
-                if (sat << 4) >= area:
+                if (sat << 5) >= area:
                     v |= SAT
                 out[i] = v
                 i += 1
@@ -268,13 +279,13 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
                 while q < end:
                     v = frame[q]
                     s += v
-                    if v >= 252:
+                    if v >= 252 and (yy & 1) == 0:
                         sat += 1
                     q += 1
                 p += width
                 yy += 1
             v = (s << 4) // area
-            if (sat << 4) >= area:
+            if (sat << 5) >= area:
                 v |= SAT
             out[i] = v
             i += 1
@@ -295,9 +306,9 @@ def block_means_py(frame, out, width, cols, rows, size):
                 for q in range(p, p + size):
                     v = frame[q] & 0xFF
                     s += v
-                    sat += v >= 252
+                    sat += v >= 252 and yy % 2 == 0
                 p += width
-            out[i] = ((s << 4) // area) | (SAT if sat * 16 >= area else 0)
+            out[i] = ((s << 4) // area) | (SAT if sat * 32 >= area else 0)
             i += 1
 
 
@@ -314,7 +325,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     3 x n bytes: what the background of each block knows (0 known, 1 a lower
     bound, 2 an upper bound), this frame's over-threshold flags, and how many
     frames each block was over the threshold since the caller last cleared
-    it (up to 255); ``work``: int32 scratch of 3 x n; ``hist``: scratch of
+    it (up to 255); ``work``: int32 scratch of 4 x n; ``hist``: scratch of
     HIST_SIZE entries; ``st``: the state
     array (inputs S_THR, S_LEARN, S_INIT, S_ABSORB, S_NOISE; the rest is
     output); ``n`` blocks, ``cols`` a row.
@@ -347,6 +358,11 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     nfit = 0
     i = 0
     while i < n:
+        # 1: clean (watched, unclipped now and in the background); 8: newly
+        # over the threshold in the last frame (something coming, not light)
+        k = 0
+        if aux[hits + i] & 1 and changed[i] <= 2:
+            k = 8
         if mask[i] == 0:
             nact += 1
             c = cur[i]
@@ -355,6 +371,8 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 d = (c >> 4) - (b >> 4) + 255
                 hist[d] += 1
                 nfit += 1
+                k |= 1
+        aux[hits + i] = k
         i += 1
     off = 0
     if nfit > 0:
@@ -375,9 +393,9 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     nin = 0
     i = 0
     while i < n:
-        c = cur[i]
-        b = int(bg[i]) >> 4
-        if mask[i] == 0 and aux[i] == 0 and c > LO and c < HI and b > LO and b < HI:
+        if aux[hits + i] & 1:
+            c = cur[i]
+            b = int(bg[i]) >> 4
             d = c - b - off16
             if d < 0:
                 d = -d
@@ -385,6 +403,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 sx += b
                 sy += c
                 nin += 1
+                aux[hits + i] |= 2  # an inlier of the fit
         i += 1
     gain = 256
     mx = 0
@@ -397,17 +416,11 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         cov = 0
         i = 0
         while i < n:
-            c = cur[i]
-            b = int(bg[i]) >> 4
-            if mask[i] == 0 and aux[i] == 0 and c > LO and c < HI and b > LO and b < HI:
-                d = c - b - off16
-                if d < 0:
-                    d = -d
-                if d <= win:
-                    dx = (b - mx) >> 3
-                    dy = (c - my) >> 3
-                    var += dx * dx
-                    cov += dx * dy
+            if aux[hits + i] & 2:
+                dx = ((int(bg[i]) >> 4) - mx) >> 3
+                dy = (int(cur[i]) - my) >> 3
+                var += dx * dx
+                cov += dx * dy
             i += 1
         if var >= nin * 64:
             while var > 0x100000:
@@ -424,142 +437,76 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
             my = off16
     # 4. residual of every block against the lighting prediction: the
     # distance between what the block may be and what it should be, signed
-    # (positive: brighter than predicted)
+    # (positive: brighter than predicted), into work[:n]; the prediction
+    # into work[3n:]; the median |residual| of clean blocks (noise and what
+    # the lighting model cannot explain)
     i = 0
-    while i < n:
-        r = 0
-        if (mask[i] & MASK_USER) == 0:
-            c = cur[i]
-            p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
-            clo = c & MEAN
-            chi = clo
-            if c >= HI:
-                chi = _FAR
-            elif c <= LO:
-                clo = -_FAR
-            plo = p
-            phi = p
-            k = aux[i]
-            if k == 1:
-                phi = _FAR
-            elif k == 2:
-                plo = -_FAR
-            if clo > phi:
-                r = clo - phi
-            elif plo > chi:
-                r = chi - plo
-        work[i] = r + WBIAS
-        i += 1
-    # ... and what is left of it once the light around the block is taken
-    # out. Light multiplies: the residual relative to the prediction,
-    # q = r / p (x256, clamped to +/- QLIM so an object pulls little),
-    # averaged over the 7x7 blocks around the block, times its prediction,
-    # is what the light around it explains. q into work[n:], its
-    # horizontal sums into work[2n:]
-    i = 0
-    while i < n:
-        p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
-        if p < _PMIN:
-            p = _PMIN
-        q = ((int(work[i]) - WBIAS) << 8) // p
-        if q > QLIM:
-            q = QLIM
-        elif q < -QLIM:
-            q = -QLIM
-        work[n + i] = q + WBIAS
-        i += 1
-    n2 = n + n
-    row = 0
-    while row < n:
-        s = 0
-        j = 0
-        while j <= _RAD and j < cols:
-            s += int(work[n + row + j]) - WBIAS
-            j += 1
-        x = 0
-        while x < cols:
-            work[n2 + row + x] = s + WBIAS
-            j = x + _RAD + 1
-            if j < cols:
-                s += int(work[n + row + j]) - WBIAS
-            j = x - _RAD
-            if j >= 0:
-                s -= int(work[n + row + j]) - WBIAS
-            x += 1
-        row += cols
-    # vertical sums of those, the local mean, what is left; the median of
-    # what is left over clean blocks (noise and what the model cannot
-    # explain), and the blocks over the configured threshold before any of
-    # this (what the light-switch rule counts)
-    rows = n // cols
-    i = 0
-    while i < HIST_SIZE:
+    while i < _MADH:
         hist[i] = 0
         i += 1
     nmad = 0
-    nhit0 = 0
-    x = 0
-    while x < cols:
-        cx = x + _RAD
-        if cx >= cols:
-            cx = cols - 1
-        k = x - _RAD
-        if k < 0:
-            k = 0
-        cx = cx - k + 1
-        s = 0
-        y = 0
-        while y <= _RAD and y < rows:
-            s += int(work[n2 + y * cols + x]) - WBIAS
-            y += 1
-        y = 0
-        while y < rows:
-            cy = y + _RAD
-            if cy >= rows:
-                cy = rows - 1
-            k = y - _RAD
-            if k < 0:
-                k = 0
-            cy = cy - k + 1
-            i = y * cols + x
-            r = int(work[i]) - WBIAS
+    qmin = thr0 >> 2
+    nq = 0  # blocks with a relative residual (none: no light to take out)
+    n2 = n + n
+    n3 = n2 + n
+    i = 0
+    while i < n:
+        r = 0
+        q = 0
+        p = _PMIN
+        if (mask[i] & MASK_USER) == 0:
+            c = cur[i]
             p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
+            k = aux[i]
+            if k == 0 and c > LO and c < HI:
+                r = c - p
+            else:
+                clo = c & MEAN
+                chi = clo
+                if c >= HI:
+                    chi = _FAR
+                elif c <= LO:
+                    clo = -_FAR
+                plo = p
+                phi = p
+                if k == 1:
+                    phi = _FAR
+                elif k == 2:
+                    plo = -_FAR
+                if clo > phi:
+                    r = clo - phi
+                elif plo > chi:
+                    r = chi - plo
+            if aux[hits + i] & 3:
+                d = r
+                if d < 0:
+                    d = -d
+                d >>= 2
+                if d >= _MADH:
+                    d = _MADH - 1
+                hist[d] += 1
+                nmad += 1
+            # relative to the prediction (below: the light around it)
             if p < _PMIN:
                 p = _PMIN
-            d = r - (((s // (cx * cy)) * p) >> 8)
-            if (mask[i] & MASK_USER) != 0:
-                d = 0
-            work[i] = d + WBIAS
-            flag = 0
-            if mask[i] == 0:
-                if r > thr0 or r < -thr0:
-                    flag = 4
-                    nhit0 += 1
-                c = cur[i]
-                if aux[i] == 0 and c > LO and c < HI:
-                    if d < 0:
-                        d = -d
-                    d >>= 2
-                    if d >= HIST_SIZE:
-                        d = HIST_SIZE - 1
-                    hist[d] += 1
-                    nmad += 1
-            aux[hits + i] = flag
-            k = y + _RAD + 1
-            if k < rows:
-                s += int(work[n2 + k * cols + x]) - WBIAS
-            k = y - _RAD
-            if k >= 0:
-                s -= int(work[n2 + k * cols + x]) - WBIAS
-            y += 1
-        x += 1
+            if (r > qmin or r < -qmin) and (aux[hits + i] & 8) == 0:
+                nq += 1
+                q = (r << 8) // p
+                if q > QLIM:
+                    q = QLIM
+                elif q < -QLIM:
+                    q = -QLIM
+        work[i] = r + WBIAS
+        work[n + i] = q + WBIAS
+        work[n3 + i] = p
+        i += 1
     mad = 0
     noise = st[S_NOISE]
     if nmad > 0:
         half = (nmad + 1) >> 1
         acc = 0
         i = 0
-        while i < HIST_SIZE:
+        while i < _MADH:
             acc += hist[i]
             if acc >= half:
                 break
@@ -581,18 +528,131 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         thr = thr0
     if thr > thr0 * 3:
         thr = thr0 * 3
+    half = thr >> 1
+    # ... what is left once the light around the block is taken out. Light
+    # multiplies: the residual relative to the prediction, q = r / p (x256,
+    # clamped to +/- QLIM; 0 for residuals within a quarter threshold, which
+    # are noise, and for blocks that looked like something rather than light
+    # in the last frame, so a person does not explain himself away),
+    # averaged over the 9x9 blocks around the block, times its prediction,
+    # is what the light around it explains. Horizontal sums of q into work[2n:], then vertical ones; then
+    # which blocks are over the threshold (bit 1 of aux[hits]: counts, bit
+    # 2: over half of it, bit 4: over the configured threshold before the
+    # light was taken out, which the light-switch rule counts)
     nhit = 0
-    i = 0
-    while i < n:
-        if (mask[i] & MASK_USER) == 0:
-            d = int(work[i]) - WBIAS
-            if d > thr or d < -thr:
-                nhit += 1
-                if aux[busy + i] < 255:
-                    aux[busy + i] += 1
+    nhit0 = 0
+    if nq == 0:
+        i = 0
+        while i < n:
+            flag = 0
+            r = int(work[i]) - WBIAS
+            if r < 0:
+                r = -r
+            if r > thr0 and mask[i] == 0:
+                flag = 4
+                nhit0 += 1
+            if r > thr:
+                if (mask[i] & MASK_USER) == 0:
+                    nhit += 1
+                    if aux[busy + i] < 255:
+                        aux[busy + i] += 1
                 if mask[i] == 0:
-                    aux[hits + i] |= 1
-        i += 1
+                    flag |= 1
+            elif r > half and mask[i] == 0:
+                flag |= 2
+            aux[hits + i] = flag
+            i += 1
+    else:
+        row = 0
+        while row < n:
+            s = 0
+            j = 0
+            while j <= _RAD and j < cols:
+                s += int(work[n + row + j]) - WBIAS
+                j += 1
+            x = 0
+            while x < cols:
+                work[n2 + row + x] = s + WBIAS
+                j = x + _RAD + 1
+                if j < cols:
+                    s += int(work[n + row + j]) - WBIAS
+                j = x - _RAD
+                if j >= 0:
+                    s -= int(work[n + row + j]) - WBIAS
+                x += 1
+            row += cols
+        rows = n // cols
+        last = 0
+        recip = 0
+        x = 0
+        while x < cols:
+            cx = x + _RAD
+            if cx >= cols:
+                cx = cols - 1
+            k = x - _RAD
+            if k < 0:
+                k = 0
+            cx = cx - k + 1
+            s = 0
+            cy = 0
+            j = n2 + x  # the next row of sums to add
+            while cy <= _RAD and cy < rows:
+                s += int(work[j]) - WBIAS
+                j += cols
+                cy += 1
+            jo = n2 + x  # the next row of sums to drop
+            i = x
+            y = 0
+            while y < rows:
+                k = cx * cy
+                if k < _NMIN:
+                    k = _NMIN
+                if k != last:  # the count changes only near the edges
+                    last = k
+                    recip = 65536 // k
+                r = int(work[i]) - WBIAS
+                d = r - ((((s * recip) >> 16) * int(work[n3 + i])) >> 8)
+                # taking light out only explains changes away: what is left
+                # is never more than the residual itself, nor of the other sign
+                flag = 0
+                if r >= 0:
+                    if d > r:
+                        d = r
+                    elif d < 0:
+                        d = 0
+                    if r > thr0 and mask[i] == 0:
+                        flag = 4
+                        nhit0 += 1
+                else:
+                    if d < r:
+                        d = r
+                    elif d > 0:
+                        d = 0
+                    d = -d
+                    if r < -thr0 and mask[i] == 0:
+                        flag = 4
+                        nhit0 += 1
+                if d > thr:
+                    if (mask[i] & MASK_USER) == 0:
+                        nhit += 1
+                        if aux[busy + i] < 255:
+                            aux[busy + i] += 1
+                    if mask[i] == 0:
+                        flag |= 1
+                elif d > half and mask[i] == 0:
+                    flag |= 2
+                aux[hits + i] = flag
+                if y + _RAD + 1 < rows:
+                    s += int(work[j]) - WBIAS
+                    j += cols
+                    cy += 1
+                if y >= _RAD:
+                    s -= int(work[jo]) - WBIAS
+                    jo += cols
+                    cy -= 1
+                i += cols
+                y += 1
+            x += 1
     # 5. count changed blocks that have a changed neighbour; learn the background
     nch = 0
     x0 = cols
@@ -666,11 +726,9 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         else:
             changed[i] = 0
             p = my + ((gain * ((b256 >> 4) - mx)) >> 8)
-            if aux[h]:
-                # over the threshold, before or after the local light is
-                # taken out, but not counted: something small, or the inside
-                # of something big, may be there; learn as slowly as a
-                # changed block
+            if aux[h] & 3:
+                # over half the threshold, but not counted: something small
+                # may be there; learn as slowly as a changed block
                 b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
             elif raw > LO and raw < HI:
                 if aux[i] == 0:
@@ -788,8 +846,12 @@ def compare_py(cur, bg, mask, changed, aux, work, hist, st, n, cols):
     def predict(b256):
         return my + ((gain * ((b256 >> 4) - mx)) >> 8)
 
-    for i in range(n):  # r into work[:n], q into work[n:2n]
-        r = 0
+    for i in range(_MADH):
+        hist[i] = 0
+    nmad = 0
+    for i in range(n):  # r into work[:n], q into work[n:2n], p into work[3n:]
+        r = q = 0
+        p = _PMIN
         if not mask[i] & MASK_USER:
             c = cur[i]
             p = predict(bg[i])
@@ -798,42 +860,22 @@ def compare_py(cur, bg, mask, changed, aux, work, hist, st, n, cols):
             plo = -_FAR if aux[i] == 2 else p
             phi = _FAR if aux[i] == 1 else p
             r = clo - phi if clo > phi else chi - plo if plo > chi else 0
-        work[i] = r + WBIAS
-        work[n + i] = min(max((r << 8) // max(predict(bg[i]), _PMIN), -QLIM), QLIM) + WBIAS
-    rows = n // cols
-    for i in range(HIST_SIZE):
-        hist[i] = 0
-    nmad = nhit0 = 0
-    for i in range(n):
-        y, x = divmod(i, cols)
-        total = count = 0
-        for yy in range(max(0, y - _RAD), min(rows, y + _RAD + 1)):
-            for xx in range(max(0, x - _RAD), min(cols, x + _RAD + 1)):
-                total += work[n + yy * cols + xx] - WBIAS
-                count += 1
-        r = work[i] - WBIAS
-        d = r - (((total // count) * max(predict(bg[i]), _PMIN)) >> 8)
-        if mask[i] & MASK_USER:
-            d = 0
-        work[2 * n + i] = d + WBIAS  # work[:n] is still read by later blocks
-        flag = 0
-        if mask[i] == 0:
-            if abs(r) > thr0:
-                flag = 4
-                nhit0 += 1
             if clean(i):
-                hist[min(abs(d) >> 2, HIST_SIZE - 1)] += 1
+                hist[min(abs(r) >> 2, _MADH - 1)] += 1
                 nmad += 1
-        aux[hits + i] = flag
-    for i in range(n):
-        work[i] = work[2 * n + i]
+            p = max(p, _PMIN)
+            if abs(r) > thr0 >> 2 and not (aux[hits + i] & 1 and changed[i] <= 2):
+                q = min(max((r << 8) // p, -QLIM), QLIM)
+        work[i] = r + WBIAS
+        work[n + i] = q + WBIAS
+        work[3 * n + i] = p
     mad = 0
     noise = st[S_NOISE]
     if nmad > 0:
         half = (nmad + 1) >> 1
         acc = 0
         i = 0
-        while i < HIST_SIZE:
+        while i < _MADH:
             acc += hist[i]
             if acc >= half:
                 break
@@ -846,13 +888,31 @@ def compare_py(cur, bg, mask, changed, aux, work, hist, st, n, cols):
             noise -= (noise - target) >> 5
         st[S_NOISE] = noise
     thr = min(max((noise * NOISE_K) >> 8, (mad * NOISE_K) >> 4, thr0), thr0 * 3)
-    nhit = 0
+    rows = n // cols
+    nhit = nhit0 = 0
     for i in range(n):
-        if not mask[i] & MASK_USER and abs(work[i] - WBIAS) > thr:
-            nhit += 1
-            aux[busy + i] = min(aux[busy + i] + 1, 255)
+        y, x = divmod(i, cols)
+        total = count = 0
+        for yy in range(max(0, y - _RAD), min(rows, y + _RAD + 1)):
+            for xx in range(max(0, x - _RAD), min(cols, x + _RAD + 1)):
+                total += work[n + yy * cols + xx] - WBIAS
+                count += 1
+        r = work[i] - WBIAS
+        d = r - ((((total * (65536 // max(count, _NMIN))) >> 16) * work[3 * n + i]) >> 8)
+        d = abs(min(max(d, 0), r) if r >= 0 else max(min(d, 0), r))
+        flag = 0
+        if mask[i] == 0 and abs(r) > thr0:
+            flag = 4
+            nhit0 += 1
+        if d > thr:
+            if not mask[i] & MASK_USER:
+                nhit += 1
+                aux[busy + i] = min(aux[busy + i] + 1, 255)
             if mask[i] == 0:
-                aux[hits + i] |= 1
+                flag |= 1
+        elif d > thr >> 1 and mask[i] == 0:
+            flag |= 2
+        aux[hits + i] = flag
     nch = scol = srow = 0
     x0, y0, x1, y1 = cols, n, -1, -1
     slow = learn + 2
@@ -891,7 +951,7 @@ def compare_py(cur, bg, mask, changed, aux, work, hist, st, n, cols):
         else:
             changed[i] = 0
             p = predict(b256)
-            if aux[hits + i]:
+            if aux[hits + i] & 3:
                 b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
             elif LO < raw < HI and aux[i] == 0:
                 b256 += ((c << 4) - b256) >> learn
@@ -931,29 +991,45 @@ def _shift_for(frames):
     return k
 
 
-def auto_mask_update(aux, act, mask, n, frames):
+def auto_mask_update(aux, act, mask, n, cols):
     """Fold one period of over-threshold counts into each block's activity
     and (un)mask blocks by it; return True if the automatic mask changed.
 
-    ``aux``: compare()'s aux array (its third run, the counts, is read and
-    cleared); ``act``: per block activity, 0..255 (share of frames changed,
-    averaged over about 2**AUTO_RATE periods); ``mask``: MASK_AUTO is set or
-    cleared here; ``frames``: frames in the period. Runs once a period, not
+    A block is *active* in a period when it was over the threshold in any
+    frame of it; its activity (0..255) is the share of recent periods it
+    was active in (an average over about 2**AUTO_RATE periods). Above
+    AUTO_ON it is masked, and so are its neighbours above a quarter of that (what
+    sways reaches a little further now and then); below AUTO_OFF it is
+    unmasked. ``aux``: compare()'s aux array (its third run, the counts, is
+    read and cleared); ``act``: activity per block; ``mask``: MASK_AUTO is
+    set or cleared here; ``cols``: blocks in a row. Runs once a period, not
     per frame: plain Python.
     """
     busy = 2 * n
+    for i in range(n):
+        a = act[i]
+        if aux[busy + i]:
+            a += (255 - a + (1 << AUTO_RATE) - 1) >> AUTO_RATE
+        else:
+            a -= (a + (1 << AUTO_RATE) - 1) >> AUTO_RATE
+        act[i] = a
+        aux[busy + i] = 0
     moved = False
     for i in range(n):
-        share = (aux[busy + i] * 255) // frames if frames else 0
-        aux[busy + i] = 0
         a = act[i]
-        a += (min(share, 255) - a) >> AUTO_RATE if share >= a else -((a - share + 7) >> AUTO_RATE)
-        act[i] = a
+        on = a > AUTO_ON
+        if not on and a > AUTO_ON // 4:
+            x = i % cols
+            for j in (i - cols - 1, i - cols, i - cols + 1, i - 1, i + 1,
+                      i + cols - 1, i + cols, i + cols + 1):
+                if 0 <= j < n and abs(j % cols - x) <= 1 and act[j] > AUTO_ON:
+                    on = True
+                    break
         m = mask[i]
-        if not m & MASK_AUTO and a > AUTO_ON:
+        if on and not m & MASK_AUTO:
             mask[i] = m | MASK_AUTO
             moved = True
-        elif m & MASK_AUTO and a < AUTO_OFF:
+        elif m & MASK_AUTO and a < AUTO_OFF and not on:
             mask[i] = m & ~MASK_AUTO
             moved = True
     return moved
@@ -1057,9 +1133,8 @@ class Detector:
         self.mask = bytearray(n)
         self.changed = bytearray(n)
         self._aux = bytearray(3 * n)
-        self._work = array.array("i", bytes(12 * n))
+        self._work = array.array("i", bytes(16 * n))
         self._act = bytearray(n)
-        self._auto_frames = 0
         self._auto_since = None
         self.reset()
 
@@ -1096,6 +1171,7 @@ class Detector:
         """Forget the background: the next frames teach it again."""
         self._st[S_INIT] = 1
         self._h0a = self._h0b = 0
+        self._small = False
         self._warm = self.settings["warmup_frames"] + 1
         self._run = 0  # moving frames in a row while no episode is open
 
@@ -1130,17 +1206,16 @@ class Detector:
             if time.ticks_diff(now_ms, self._pause_until) >= 0:
                 self._pause = False
             st[S_INIT] = 1
+        noise = st[S_NOISE]
         self._means(frame, self._cur, self.width, self.cols, self.rows, self.block)
         nch = self._compare(self._cur, self._bg, self.mask, self.changed, self._aux, self._work,
                             self._hist, st, self._n, self.cols)
         if self._auto:
-            self._auto_frames += 1
             if self._auto_since is None:
                 self._auto_since = now_ms
             elif time.ticks_diff(now_ms, self._auto_since) >= AUTO_PERIOD_MS:
-                if auto_mask_update(self._aux, self._act, self.mask, self._n, self._auto_frames):
+                if auto_mask_update(self._aux, self._act, self.mask, self._n, self.cols):
                     self._pending = "mask"
-                self._auto_frames = 0
                 self._auto_since = now_ms
         h0 = self._h0b  # over the configured threshold two frames ago
         self._h0b = self._h0a
@@ -1156,16 +1231,35 @@ class Detector:
             self._pause = True
             self._pause_until = time.ticks_add(now_ms, LIGHT_PAUSE_MS)
             st[S_INIT] = 1
+            st[S_NOISE] = noise  # what this frame showed was light, not noise
             self._run = 0
             return ("light", {"pause_ms": LIGHT_PAUSE_MS, "share": share})
+        # moving: min_area blocks changed, or something small (a pair of
+        # neighbours, despeckle's least) has stayed changed for SMALL_MS and
+        # moved a block or more meanwhile (a person far away walks; what is
+        # left of a lighting change stays where it is)
         moving = nch >= self._min_area
+        if nch < 2:
+            self._small = False
+        else:
+            x8 = (st[S_SX] << 3) // nch  # centre, in eighths of a block
+            y8 = (st[S_SY] << 3) // nch
+            if not self._small:
+                self._small = True
+                self._small_since = now_ms
+                self._small_x = x8
+                self._small_y = y8
+            elif (not moving and self._min_area <= 3
+                  and time.ticks_diff(now_ms, self._small_since) >= SMALL_MS
+                  and abs(x8 - self._small_x) + abs(y8 - self._small_y) >= 8):
+                moving = True
         if not self._active:
             if not moving:
                 self._run = 0
-                return self._status()
+                return None if self._pending is None else self._status()
             self._run += 1
             if self._run < self._start_frames:
-                return self._status()
+                return None if self._pending is None else self._status()
             self._active = True
             self._run = 0
             self._started = now_ms
@@ -1175,7 +1269,7 @@ class Detector:
             return ("start", self._payload())
         if not moving:
             if time.ticks_diff(now_ms, self._last_moving) < self._end_ms:
-                return self._status()
+                return None if self._pending is None else self._status()
             self._active = False
             return ("end", {"duration_ms": time.ticks_diff(self._last_moving, self._started),
                             "peak_score": self._peak, "bbox": self._last_bbox()})
@@ -1186,15 +1280,13 @@ class Detector:
         if score > self._peak:
             self._peak = score
         if time.ticks_diff(now_ms, self._last_update) < self._update_ms:
-            return self._status()
+            return None if self._pending is None else self._status()
         self._last_update = now_ms
         return ("update", self._payload())
 
     def _status(self):
-        """A pending ``mask`` event, if any (it waits for a frame with no
-        motion event of its own)."""
-        if self._pending is None:
-            return None
+        """The pending ``mask`` event (it waits for a frame with no motion
+        event of its own)."""
         self._pending = None
         rects = self.auto_mask_rects()
         return ("mask", {"blocks": sum(1 for m in self.mask if m & MASK_AUTO), "rects": rects})

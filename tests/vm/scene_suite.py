@@ -137,7 +137,7 @@ SEQUENCES = [
     {"name": "walker-near", "kind": "walk", "frames": 90, "latency_ms": 500,
      "scene": _scene(ROOM, _person(1000, 3000, 44, 116, -44, 160, 2, 55))},
     {"name": "walker-far-slow", "kind": "walk", "frames": 280, "latency_ms": 2500,
-     "scene": _scene(YARD, _person(1000, 21000, 7, 16, -7, 160, 50, 60))},
+     "scene": _scene(YARD, _person(1000, 21000, 7, 16, -7, 160, 50, 30))},
     {"name": "walker-low-light", "kind": "walk", "frames": 120, "latency_ms": 500,
      "scene": _scene(DARK, _person(1000, 5000, 16, 44, 160, -16, 44, 100))},
     {"name": "walker-in-rain", "kind": "walk", "frames": 110, "latency_ms": 500,

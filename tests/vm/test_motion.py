@@ -78,7 +78,7 @@ class _Pair:
             self.sides.append({
                 "cur": array.array("H", bytes(2 * n)), "bg": array.array("i", bytes(4 * n)),
                 "mask": bytearray(n), "changed": bytearray(n), "aux": bytearray(3 * n),
-                "work": array.array("i", bytes(12 * n)),
+                "work": array.array("i", bytes(16 * n)),
                 "hist": array.array("H", bytes(2 * motion.HIST_SIZE)), "st": st,
             })
 
@@ -106,18 +106,24 @@ class _Pair:
 
 
 def test_twins_agree_on_random_frames():
-    gc.collect()
+    pair = None
     for size in (8, 5, 16):
+        pair = None
+        gc.collect()
         cols, rows = W // size, H // size
         pair = _Pair(cols * rows, cols)
         pair.feed(_lcg_frame(size), size)  # init
         for k in range(5):
+            gc.collect()  # frames come and go: keep the heap in one piece
             frame = _lcg_frame(1000 * size + k)
             pair.feed(frame, size)
+            frame = _signed(frame)
+            pair.feed(frame, size)
+            frame = None
+            gc.collect()
+            frame = _lcg_frame(77 + k)
             pair.feed(_signed(frame), size)
             frame = None
-            pair.feed(_signed(_lcg_frame(77 + k)), size)
-            gc.collect()
 
 
 def test_twins_agree_on_edge_values():
