@@ -89,6 +89,7 @@ async function refreshStatus() {
     showWifi(s.wifi);
     showCamera(s.camera);
     if (s.heap_min_free != null) setText(facts.heapmin, kb(s.heap_min_free));
+    if (s.auto_mask) showMask(s.auto_mask);
     if (Array.isArray(s.warnings)) {
       $("warnings").textContent = "";
       for (const w of s.warnings) warn(typeof w === "string" ? w : w.message || JSON.stringify(w));
@@ -130,6 +131,7 @@ function onTelemetry(d) {
 
 const snap = $("snap");
 const overlay = $("overlay");
+const maskG = $("automask");
 const bbox = $("bbox");
 const centroid = $("centroid");
 const badge = $("motion-state");
@@ -199,20 +201,34 @@ function fillEpisode(li, start, dur, peak, now) {
   li.classList.toggle("now", !!now);
 }
 
+function setFrame(f) {
+  if (!Array.isArray(f)) return;
+  const vb = "0 0 " + f[0] + " " + f[1];
+  if (vb !== frame) {
+    frame = vb;
+    overlay.setAttribute("viewBox", vb);
+    snap.style.aspectRatio = f[0] + " / " + f[1];
+  }
+}
+
+// The detector's automatic mask (repetitive motion it ignores), over the picture.
+function showMask(m) {
+  setFrame(m.frame);
+  maskG.textContent = "";
+  for (const r of m.rects || []) {
+    const el = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    setRect(el, r);
+    maskG.append(el);
+  }
+}
+
 function onMotion(d) {
   const now = Date.now();
   if (typeof d.t === "number") bootWall = Math.min(bootWall, now - d.t);
   // the board's own clock once NTP set it (Unix seconds), else the phone's
   const at = typeof d.time === "number" ? d.time * 1000 : now;
   const start = typeof d.time === "number" ? at : typeof d.t === "number" && bootWall !== Infinity ? bootWall + d.t : now;
-  if (Array.isArray(d.frame)) {
-    const vb = "0 0 " + d.frame[0] + " " + d.frame[1];
-    if (vb !== frame) {
-      frame = vb;
-      overlay.setAttribute("viewBox", vb);
-      snap.style.aspectRatio = d.frame[0] + " / " + d.frame[1];
-    }
-  }
+  setFrame(d.frame);
   if (Array.isArray(d.bbox)) {
     setRect(bbox, d.bbox);
     bbox.hidden = false;
@@ -270,6 +286,8 @@ function onStatus(d) {
     warn(d.message || "warning", Date.now());
   } else if (k === "settings") {
     settingsChanged(d.changed || []);
+  } else if (k === "mask") {
+    showMask(d);
   }
   return k + ": " + (d.message || "") + (d.reason ? " (" + d.reason + ")" : "");
 }
@@ -286,7 +304,9 @@ const stream = new Stream("events", {
     else if (type === "status" && data && typeof data === "object") text = onStatus(data);
     else if (type === "resync") return; // shown as a mark, see below
     else text = typeof data === "string" ? data : JSON.stringify(data);
-    log.add(kinds[type] || "other", id, type, text);
+    if (type === "status" && data && data.kind === "light") {
+      log.add("mark", id, "light", "Lights changed: " + (data.share || "?") + "% of the picture at once; detection paused " + num(data.pause_ms / 1000, 1, " s"));
+    } else log.add(kinds[type] || "other", id, type, text);
     showConnection();
   },
   mark(kind, info) {

@@ -7,7 +7,8 @@
 // ring is written; resuming redraws the rows from it.
 //
 // Kinds: motion, telemetry, status, other (resync, busy, unnamed events) and
-// mark (a reboot or a gap in the ids: always shown, never filtered out).
+// mark (a reboot, a gap in the ids or lights changing: always shown, never
+// filtered out).
 
 import { clock } from "./ui.js";
 

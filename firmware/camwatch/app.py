@@ -163,12 +163,15 @@ class App:
             event = detector.process(cam.capture(), start)
             if event is not None:
                 kind, data = event
-                data["phase"] = kind
                 data["frame"] = frame_size
-                data["t"] = time.ticks_diff(start, self.telemetry.started)  # uptime, ms
-                self.clock.stamp(data)
-                self.hub.publish(data, event="motion")
-                self.board.led("status", kind != "end")
+                if kind == "light" or kind == "mask":
+                    self._detection_status(kind, data)
+                else:
+                    data["phase"] = kind
+                    data["t"] = time.ticks_diff(start, self.telemetry.started)  # uptime, ms
+                    self.clock.stamp(data)
+                    self.hub.publish(data, event="motion")
+                    self.board.led("status", kind != "end")
             frames += 1
             spent = time.ticks_diff(time.ticks_ms(), since)
             if spent >= 2000:
@@ -177,6 +180,16 @@ class App:
                 since = time.ticks_ms()
             wait = 1000 // settings["fps_max"] - time.ticks_diff(time.ticks_ms(), start)
             await asyncio.sleep_ms(wait if wait > 0 else 0)
+
+    def _detection_status(self, kind, data):
+        """A lighting change or a new automatic mask, as a status event."""
+        if kind == "light":
+            message = "lights changed: background rebuilt, detection paused %d ms" % data["pause_ms"]
+        elif data["blocks"]:
+            message = "auto mask: %d blocks of repetitive motion ignored" % data["blocks"]
+        else:
+            message = "auto mask: cleared"
+        self.status.report(kind, message, data)
 
     def detection_settings(self):
         return {k: self.settings[k] for k in DETECTION}
@@ -223,7 +236,17 @@ class App:
             "warnings": self.status.warnings,
             "http_refused": self.web.refused,
             "password_failures": self.guard.failures,
+            "auto_mask": self.auto_mask(),
         }
+
+    def auto_mask(self):
+        """The detector's automatic mask: ``{"rects": [[x, y, w, h], ...],
+        "frame": [w, h]}`` (no rects when auto_mask is off or nothing moves
+        all the time)."""
+        det = self.detector
+        if det is None:
+            return {"rects": [], "frame": None}
+        return {"rects": det.auto_mask_rects(), "frame": [det.width, det.height]}
 
     async def main(self):
         info = self.board.info

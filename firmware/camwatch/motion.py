@@ -78,7 +78,7 @@ ignored, bad values raise ValueError):
 - ``start_frames`` (3): moving frames in a row that start an episode.
 - ``end_s`` (4): seconds without a moving frame that end it.
 - ``update_ms`` (500): least time between two ``update`` events (2 a second).
-- ``light_switch_pct`` (30): share of the watched blocks (percent) that
+- ``light_switch_pct`` (20): share of the watched blocks (percent) that
   must change within two frames to be taken as a lighting change; 0 turns
   the rule off.
 - ``auto_mask`` (0): 1 masks blocks that change most of the time.
@@ -97,8 +97,9 @@ ignored, bad values raise ValueError):
 - ``mask_blocks`` ([]): the same in block units ``[col, row, cols, rows]``.
 
 The per-frame work is two functions with a ``@micropython.viper`` version
-(what runs) and a pure-Python twin (the test oracle) giving identical
-results: ``block_means_*`` and ``compare_*``. All buffers are allocated at
+(what runs) and a pure-Python twin in ``camwatch.motion_twin`` (the test
+oracle, never imported on a board) giving identical results:
+``block_means_*`` and ``compare_*``. All buffers are allocated at
 construction, so a frame that produces no event allocates nothing.
 """
 
@@ -143,13 +144,13 @@ LO = const(128)  # block means at or below 8 (x16) may be clipped at 0
 HI = const(3920)  # at or above 245 (x16) may be clipped at 255
 SAT = const(0x8000)  # block_means: a sixteenth of the pixels or more saturated
 MEAN = const(0xFFF)  # block_means: the mean, x16
-_FAR = const(0x1000000)  # "unbounded" end of an interval (x16)
-_BG_MAX = const(0x3FFFFF)  # background cap (x256): 16383 grey levels
-_RAD = const(4)  # the local light around a block: 9x9 blocks
-_NMIN = const(49)  # near the edges: averaged as if over at least 49 (shrunk)
-_MADH = const(128)  # median |residual| histogram: 0 .. 31.75 grey levels
-QLIM = const(160)  # relative residuals are clamped to +/- 0.375 (x256) for it
-_PMIN = const(256)  # predictions below 16 grey levels count as 16 there
+FAR = const(0x1000000)  # "unbounded" end of an interval (x16)
+BG_MAX = const(0x3FFFFF)  # background cap (x256): 16383 grey levels
+RAD = const(4)  # the local light around a block: 9x9 blocks
+NMIN = const(49)  # near the edges: averaged as if over at least 49 (shrunk)
+MADH = const(128)  # median |residual| histogram: 0 .. 31.75 grey levels
+QLIM = const(160)  # relative residuals are clamped to +/- 0.625 (x256) for it
+PMIN = const(256)  # predictions below 16 grey levels count as 16 there
 WBIAS = const(0x1000000)  # added to what goes in the work array (never negative there)
 NOISE_K = const(120)  # threshold floor: 7.5 x the median |residual| (x16)
 SMALL_MS = const(1000)  # a pair of changed blocks this long, moving, is something small
@@ -173,7 +174,7 @@ DEFAULTS = {
     "start_frames": 3,
     "end_s": 4,
     "update_ms": 500,
-    "light_switch_pct": 30,
+    "light_switch_pct": 20,
     "auto_mask": 0,
     "learn_frames": 32,
     "absorb_frames": 50,
@@ -291,25 +292,6 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
             i += 1
             bx += 1
         by += 1
-
-
-def block_means_py(frame, out, width, cols, rows, size):
-    """Pure-Python twin of ``block_means_viper`` (same arguments, same result)."""
-    area = size * size
-    i = 0
-    for by in range(rows):
-        top = by * size * width
-        for bx in range(cols):
-            s = sat = 0
-            p = top + bx * size
-            for yy in range(size):
-                for q in range(p, p + size):
-                    v = frame[q] & 0xFF
-                    s += v
-                    sat += v >= 252 and yy % 2 == 0
-                p += width
-            out[i] = ((s << 4) // area) | (SAT if sat * 32 >= area else 0)
-            i += 1
 
 
 @micropython.viper
@@ -441,7 +423,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     # into work[3n:]; the median |residual| of clean blocks (noise and what
     # the lighting model cannot explain)
     i = 0
-    while i < _MADH:
+    while i < MADH:
         hist[i] = 0
         i += 1
     nmad = 0
@@ -453,7 +435,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     while i < n:
         r = 0
         q = 0
-        p = _PMIN
+        p = PMIN
         if (mask[i] & MASK_USER) == 0:
             c = cur[i]
             p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
@@ -464,15 +446,15 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 clo = c & MEAN
                 chi = clo
                 if c >= HI:
-                    chi = _FAR
+                    chi = FAR
                 elif c <= LO:
-                    clo = -_FAR
+                    clo = -FAR
                 plo = p
                 phi = p
                 if k == 1:
-                    phi = _FAR
+                    phi = FAR
                 elif k == 2:
-                    plo = -_FAR
+                    plo = -FAR
                 if clo > phi:
                     r = clo - phi
                 elif plo > chi:
@@ -482,13 +464,13 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 if d < 0:
                     d = -d
                 d >>= 2
-                if d >= _MADH:
-                    d = _MADH - 1
+                if d >= MADH:
+                    d = MADH - 1
                 hist[d] += 1
                 nmad += 1
             # relative to the prediction (below: the light around it)
-            if p < _PMIN:
-                p = _PMIN
+            if p < PMIN:
+                p = PMIN
             if (r > qmin or r < -qmin) and (aux[hits + i] & 8) == 0:
                 nq += 1
                 q = (r << 8) // p
@@ -506,7 +488,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         half = (nmad + 1) >> 1
         acc = 0
         i = 0
-        while i < _MADH:
+        while i < MADH:
             acc += hist[i]
             if acc >= half:
                 break
@@ -567,16 +549,16 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         while row < n:
             s = 0
             j = 0
-            while j <= _RAD and j < cols:
+            while j <= RAD and j < cols:
                 s += int(work[n + row + j]) - WBIAS
                 j += 1
             x = 0
             while x < cols:
                 work[n2 + row + x] = s + WBIAS
-                j = x + _RAD + 1
+                j = x + RAD + 1
                 if j < cols:
                     s += int(work[n + row + j]) - WBIAS
-                j = x - _RAD
+                j = x - RAD
                 if j >= 0:
                     s -= int(work[n + row + j]) - WBIAS
                 x += 1
@@ -586,17 +568,17 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         recip = 0
         x = 0
         while x < cols:
-            cx = x + _RAD
+            cx = x + RAD
             if cx >= cols:
                 cx = cols - 1
-            k = x - _RAD
+            k = x - RAD
             if k < 0:
                 k = 0
             cx = cx - k + 1
             s = 0
             cy = 0
             j = n2 + x  # the next row of sums to add
-            while cy <= _RAD and cy < rows:
+            while cy <= RAD and cy < rows:
                 s += int(work[j]) - WBIAS
                 j += cols
                 cy += 1
@@ -605,8 +587,8 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
             y = 0
             while y < rows:
                 k = cx * cy
-                if k < _NMIN:
-                    k = _NMIN
+                if k < NMIN:
+                    k = NMIN
                 if k != last:  # the count changes only near the edges
                     last = k
                     recip = 65536 // k
@@ -642,11 +624,11 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 elif d > half and mask[i] == 0:
                     flag |= 2
                 aux[hits + i] = flag
-                if y + _RAD + 1 < rows:
+                if y + RAD + 1 < rows:
                     s += int(work[j]) - WBIAS
                     j += cols
                     cy += 1
-                if y >= _RAD:
+                if y >= RAD:
                     s -= int(work[jo]) - WBIAS
                     jo += cols
                     cy -= 1
@@ -743,225 +725,14 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 b256 += ((p << 4) - b256) >> learn
         if b256 < 0:
             b256 = 0
-        elif b256 > _BG_MAX:
-            b256 = _BG_MAX
+        elif b256 > BG_MAX:
+            b256 = BG_MAX
         bg[i] = b256
         i += 1
         bx += 1
         if bx == cols:
             bx = 0
             by += 1
-    st[S_NACT] = nact
-    st[S_NCH] = nch
-    st[S_NHIT] = nhit
-    st[S_X0] = x0
-    st[S_Y0] = y0
-    st[S_X1] = x1
-    st[S_Y1] = y1
-    st[S_SX] = scol
-    st[S_SY] = srow
-    st[S_OFF] = off
-    st[S_GAIN] = gain
-    st[S_NIN] = nin
-    st[S_THRUSED] = thr
-    st[S_NHIT0] = nhit0
-    st[S_MAD] = mad
-    return nch
-
-
-def compare_py(cur, bg, mask, changed, aux, work, hist, st, n, cols):
-    """Pure-Python twin of ``compare_viper`` (same arguments, same result)."""
-    thr0 = st[S_THR]
-    learn = st[S_LEARN]
-    absorb = st[S_ABSORB]
-    hits = n
-    busy = 2 * n
-    if st[S_INIT]:
-        for i in range(n):
-            c = cur[i]
-            bg[i] = (c & MEAN) << 4
-            changed[i] = 0
-            aux[i] = 1 if c >= HI else 2 if c <= LO else 0
-        st[S_INIT] = 0
-
-    def clean(i):  # watched, unclipped now and in the background
-        c = cur[i]
-        b = bg[i] >> 4
-        return mask[i] == 0 and aux[i] == 0 and LO < c < HI and LO < b < HI
-
-    for i in range(HIST_SIZE):
-        hist[i] = 0
-    nact = nfit = 0
-    for i in range(n):
-        if mask[i] == 0:
-            nact += 1
-            if clean(i):
-                hist[(cur[i] >> 4) - (bg[i] >> 8) + 255] += 1
-                nfit += 1
-    off = 0
-    if nfit > 0:
-        half = (nfit + 1) >> 1
-        acc = 0
-        i = 0
-        while i < HIST_SIZE:
-            acc += hist[i]
-            if acc >= half:
-                break
-            i += 1
-        off = i - 255
-    off16 = off << 4
-    win = thr0 * 3
-    def inliers():
-        for i in range(n):
-            if clean(i) and abs(cur[i] - (bg[i] >> 4) - off16) <= win:
-                yield i
-
-    nin = sum(1 for i in inliers())
-    gain = 256
-    mx = 0
-    my = off16
-    if nin > 0:
-        mx = sum(bg[i] >> 4 for i in inliers()) // nin
-        my = sum(cur[i] for i in inliers()) // nin
-        var = cov = 0
-        for i in inliers():
-            dx = ((bg[i] >> 4) - mx) >> 3
-            dy = (cur[i] - my) >> 3
-            var += dx * dx
-            cov += dx * dy
-        if var >= nin * 64:
-            while var > 0x100000:
-                var >>= 1
-                cov >>= 1
-            if cov * 4 < var:
-                gain = GAIN_MIN
-            elif cov > var * 4:
-                gain = GAIN_MAX
-            else:
-                gain = (cov << 8) // var
-        else:
-            mx = 0
-            my = off16
-
-    def predict(b256):
-        return my + ((gain * ((b256 >> 4) - mx)) >> 8)
-
-    for i in range(_MADH):
-        hist[i] = 0
-    nmad = 0
-    for i in range(n):  # r into work[:n], q into work[n:2n], p into work[3n:]
-        r = q = 0
-        p = _PMIN
-        if not mask[i] & MASK_USER:
-            c = cur[i]
-            p = predict(bg[i])
-            clo = -_FAR if c <= LO else c & MEAN
-            chi = _FAR if c >= HI else c & MEAN
-            plo = -_FAR if aux[i] == 2 else p
-            phi = _FAR if aux[i] == 1 else p
-            r = clo - phi if clo > phi else chi - plo if plo > chi else 0
-            if clean(i):
-                hist[min(abs(r) >> 2, _MADH - 1)] += 1
-                nmad += 1
-            p = max(p, _PMIN)
-            if abs(r) > thr0 >> 2 and not (aux[hits + i] & 1 and changed[i] <= 2):
-                q = min(max((r << 8) // p, -QLIM), QLIM)
-        work[i] = r + WBIAS
-        work[n + i] = q + WBIAS
-        work[3 * n + i] = p
-    mad = 0
-    noise = st[S_NOISE]
-    if nmad > 0:
-        half = (nmad + 1) >> 1
-        acc = 0
-        i = 0
-        while i < _MADH:
-            acc += hist[i]
-            if acc >= half:
-                break
-            i += 1
-        mad = i << 2
-        target = mad << 4
-        if target > noise:
-            noise += (target - noise + 3) >> 2
-        else:
-            noise -= (noise - target) >> 5
-        st[S_NOISE] = noise
-    thr = min(max((noise * NOISE_K) >> 8, (mad * NOISE_K) >> 4, thr0), thr0 * 3)
-    rows = n // cols
-    nhit = nhit0 = 0
-    for i in range(n):
-        y, x = divmod(i, cols)
-        total = count = 0
-        for yy in range(max(0, y - _RAD), min(rows, y + _RAD + 1)):
-            for xx in range(max(0, x - _RAD), min(cols, x + _RAD + 1)):
-                total += work[n + yy * cols + xx] - WBIAS
-                count += 1
-        r = work[i] - WBIAS
-        d = r - ((((total * (65536 // max(count, _NMIN))) >> 16) * work[3 * n + i]) >> 8)
-        d = abs(min(max(d, 0), r) if r >= 0 else max(min(d, 0), r))
-        flag = 0
-        if mask[i] == 0 and abs(r) > thr0:
-            flag = 4
-            nhit0 += 1
-        if d > thr:
-            if not mask[i] & MASK_USER:
-                nhit += 1
-                aux[busy + i] = min(aux[busy + i] + 1, 255)
-            if mask[i] == 0:
-                flag |= 1
-        elif d > thr >> 1 and mask[i] == 0:
-            flag |= 2
-        aux[hits + i] = flag
-    nch = scol = srow = 0
-    x0, y0, x1, y1 = cols, n, -1, -1
-    slow = learn + 2
-    for i in range(n):
-        by, bx = divmod(i, cols)
-        raw = cur[i]
-        c = raw & MEAN
-        b256 = bg[i]
-        m = mask[i]
-        keep = 0
-        if aux[hits + i] & 1:
-            for j in (i - cols - 1, i - cols, i - cols + 1, i - 1, i + 1,
-                      i + cols - 1, i + cols, i + cols + 1):
-                if 0 <= j < n and abs(j % cols - bx) <= 1 and aux[hits + j] & 1:
-                    keep = 1
-        if m & MASK_USER:
-            changed[i] = 0
-            b256 += ((c << 4) - b256) >> learn
-        elif keep:
-            nch += 1
-            x0 = min(x0, bx)
-            x1 = max(x1, bx)
-            y0 = min(y0, by)
-            y1 = by
-            scol += bx
-            srow += by
-            age = changed[i] + 1
-            if age >= absorb:
-                b256 = c << 4
-                aux[i] = 1 if raw >= HI else 2 if raw <= LO else 0
-                age = 1
-            else:
-                p = predict(b256)
-                b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
-            changed[i] = age
-        else:
-            changed[i] = 0
-            p = predict(b256)
-            if aux[hits + i] & 3:
-                b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
-            elif LO < raw < HI and aux[i] == 0:
-                b256 += ((c << 4) - b256) >> learn
-            elif LO < raw < HI:
-                if gain > 0:
-                    b256 = (mx + (((c - my) << 8) // gain)) << 4
-                aux[i] = 0
-            else:
-                b256 += ((p << 4) - b256) >> learn
-        bg[i] = min(max(b256, 0), _BG_MAX)
     st[S_NACT] = nact
     st[S_NCH] = nch
     st[S_NHIT] = nhit
@@ -1047,8 +818,14 @@ class Detector:
     def __init__(self, width, height, settings=None, native=True):
         self.width = width
         self.height = height
-        self._means = block_means_viper if native else block_means_py
-        self._compare = compare_viper if native else compare_py
+        if native:
+            self._means = block_means_viper
+            self._compare = compare_viper
+        else:  # the oracle: never loaded on a board
+            from camwatch import motion_twin
+
+            self._means = motion_twin.block_means_py
+            self._compare = motion_twin.compare_py
         self._st = array.array("i", bytes(4 * STATE_SIZE))
         self._hist = array.array("H", bytes(2 * HIST_SIZE))
         self.settings = {}

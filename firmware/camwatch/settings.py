@@ -6,9 +6,10 @@ Saves are atomic: the new file is written beside the old one and renamed over
 it, so a power cut mid-save leaves the old file or the new one.
 
 Every key has a spec ``(type, low, high)``: ints and floats are range-checked,
-strings are length-checked (``low``..``high`` characters), ``"bool"`` is
-``true``/``false``, ``"rects"`` is a
-list of at most ``high`` ``[x, y, w, h]`` lists of non-negative ints.
+strings are length-checked (``low``..``high`` characters), ``"bool"`` is true
+or false, ``"rects"`` is a list of at most ``high`` ``[x, y, w, h]`` lists of
+non-negative ints. A key the firmware no longer has (``RETIRED``) is dropped
+from an old file without a warning.
 Secrets (Wi-Fi password, admin password hash) are never returned by
 ``public()``.
 """
@@ -40,8 +41,10 @@ SPECS = {
     "threshold": ("int", 1, 255),
     "min_area": ("int", 1, 300),
     "start_frames": ("int", 1, 30),
-    "end_frames": ("int", 1, 100),
+    "end_s": ("int", 1, 600),
     "update_ms": ("int", 100, 10000),
+    "light_switch_pct": ("int", 0, 100),
+    "auto_mask": ("bool", 0, 1),
     "mask": ("rects", 0, 16),
     "fps_max": ("int", 1, 30),
     # admin (written by `make deploy`; a salted sha256, never the password)
@@ -65,8 +68,10 @@ DEFAULTS = {
     "threshold": 16,
     "min_area": 3,
     "start_frames": 3,
-    "end_frames": 10,
+    "end_s": 4,
     "update_ms": 500,
+    "light_switch_pct": 20,
+    "auto_mask": False,
     "mask": [],
     "fps_max": 10,
     "admin_salt": "",
@@ -74,8 +79,11 @@ DEFAULTS = {
 }
 
 # The keys camwatch.motion.Detector takes.
-DETECTION = ("sensitivity", "threshold", "min_area", "start_frames", "end_frames", "update_ms",
-             "mask")
+DETECTION = ("sensitivity", "threshold", "min_area", "start_frames", "end_s", "update_ms",
+             "light_switch_pct", "auto_mask", "mask")
+# Keys older firmware had: an old settings file may hold them (end_frames
+# became the time-based end_s, since the frame rate varies).
+RETIRED = ("end_frames",)
 
 SECRETS = ["wifi_password", "ap_password", "admin_salt", "admin_hash"]
 # Keys only `make deploy` writes: the settings page cannot change them.
@@ -123,6 +131,9 @@ def check(key, value):
             raise SettingsError(key, "must be a whole number")
         if not low <= value <= high:
             raise SettingsError(key, "must be between %d and %d" % (low, high))
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise SettingsError(key, "must be true or false")
     elif kind == "str":
         if not isinstance(value, str):
             raise SettingsError(key, "must be text")
@@ -180,6 +191,8 @@ class Settings:
             return ["settings file is not a JSON object; using defaults"]
         warnings = []
         for key, value in data.items():
+            if key in RETIRED:
+                continue
             try:
                 self.values[key] = check(key, value)
             except SettingsError as exc:

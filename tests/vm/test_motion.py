@@ -4,7 +4,7 @@
 import array
 import gc
 
-from camwatch import motion
+from camwatch import motion, motion_twin
 from camwatch.board.scenes import SceneCamera
 from camwatch.motion import Detector
 
@@ -86,11 +86,11 @@ class _Pair:
         cols, rows = self.cols, self.n // self.cols
         v, p = self.sides
         motion.block_means_viper(frame, v["cur"], self.width, cols, rows, size)
-        motion.block_means_py(frame, p["cur"], self.width, cols, rows, size)
+        motion_twin.block_means_py(frame, p["cur"], self.width, cols, rows, size)
         assert bytes(v["cur"]) == bytes(p["cur"]), "block means differ"
         rv = motion.compare_viper(v["cur"], v["bg"], v["mask"], v["changed"], v["aux"],
                                   v["work"], v["hist"], v["st"], self.n, cols)
-        rp = motion.compare_py(p["cur"], p["bg"], p["mask"], p["changed"], p["aux"], p["work"],
+        rp = motion_twin.compare_py(p["cur"], p["bg"], p["mask"], p["changed"], p["aux"], p["work"],
                                p["hist"], p["st"], self.n, cols)
         assert rv == rp, "changed count %d != %d" % (rv, rp)
         for key in ("bg", "changed", "aux", "work", "st"):
@@ -382,3 +382,26 @@ def test_steady_state_allocates_nothing():
     used = gc.mem_alloc() - before
     print("motion: steady state", used, "bytes allocated over 200 frames")
     assert used == 0, used
+
+
+def test_an_episode_ends_only_after_end_s_without_motion():
+    # someone crosses, is hidden for 2 s (behind a wall: gone from view),
+    # and crosses back: one visit
+    spec = {"noise": 3, "events": [
+        {"at": 1000, "for": 2000, "object": {"w": 24, "h": 32, "from": [-24, 40],
+                                             "to": [60, 40], "level": 220}},
+        {"at": 5000, "for": 2000, "object": {"w": 24, "h": 32, "from": [60, 40],
+                                             "to": [160, 40], "level": 220}}]}
+    for frame_ms in (100, 200):  # 10 and 5 frames a second: the same seconds
+        cam = SceneCamera(spec, frame_ms=frame_ms)
+        events = _run(cam, Detector(W, H, {"end_s": 4}), 14000 // frame_ms)
+        kinds = _kinds(events)
+        assert kinds.count("start") == 1 and kinds.count("end") == 1, (frame_ms, kinds)
+        end_ms = [cam.time_of(f) for f, k, _ in events if k == "end"][0]
+        assert 10500 <= end_ms <= 11400, (frame_ms, end_ms)  # gone at 7 s, + 4 s
+        cam.close()
+        # a shorter end_s makes it two episodes
+        cam = SceneCamera(spec, frame_ms=frame_ms)
+        kinds = _kinds(_run(cam, Detector(W, H, {"end_s": 1}), 14000 // frame_ms))
+        assert kinds.count("start") == 2 and kinds.count("end") == 2, (frame_ms, kinds)
+        cam.close()

@@ -134,3 +134,35 @@ def test_a_capability_declares_its_own_keys_secrets_and_restart_keys():
     except SettingsError as exc:
         assert exc.field == "zz_level"
     assert s["zz_level"] == 7
+
+
+def test_an_old_file_with_end_frames_loads_quietly_and_the_key_goes_on_save():
+    s = _fresh(json.dumps({"end_frames": 25, "sensitivity": 70}))
+    assert s.load() == []
+    assert s["sensitivity"] == 70 and s["end_s"] == DEFAULTS["end_s"]
+    assert "end_frames" not in s.public()
+    s.update({"end_s": 6})
+    with open(PATH) as f:
+        saved = json.load(f)
+    assert saved["end_s"] == 6 and "end_frames" not in saved
+
+
+def test_detection_settings_auto_mask_is_true_or_false():
+    s = _fresh()
+    s.load()
+    for bad in (1, "yes", None):
+        try:
+            s.update({"auto_mask": bad})
+        except SettingsError as exc:
+            assert exc.field == "auto_mask"
+        else:
+            raise AssertionError("accepted auto_mask=%r" % (bad,))
+    changed = s.update({"auto_mask": True, "light_switch_pct": 0})
+    assert sorted(changed) == ["auto_mask", "light_switch_pct"], changed
+    assert s["auto_mask"] is True
+    try:
+        s.update({"end_frames": 5})
+    except SettingsError as exc:
+        assert exc.field == "end_frames"
+    else:
+        raise AssertionError("end_frames accepted from the page")

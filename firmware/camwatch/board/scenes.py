@@ -185,6 +185,54 @@ SCENARIOS = {
             {"at": 34000, "light": {"offset": 0}},
         ],
     },
+    # A garden: leaves swaying all the time top right (turn auto_mask on to
+    # see them masked), a cloud dimming everything, people now and then.
+    "garden": {
+        "loop_ms": 40000,
+        "noise": 5,
+        "cell": 4,
+        "background": "gradient",
+        "level": 120,
+        "contrast": 40,
+        "texture": [[32, 30], [8, 16]],
+        "events": [
+            {"at": 0, "for": 40000, "object": {"w": 8, "h": 8, "from": [104, 8], "to": [110, 8],
+                                                "level": 50, "sway": 900, "motion": False}},
+            {"at": 0, "for": 40000, "object": {"w": 8, "h": 7, "from": [124, 16],
+                                                "to": [118, 19], "level": 190, "sway": 1300,
+                                                "motion": False}},
+            {"at": 0, "for": 40000, "object": {"w": 9, "h": 8, "from": [138, 6], "to": [143, 6],
+                                                "level": 60, "sway": 1100, "motion": False}},
+            {"at": 0, "for": 40000, "object": {"w": 8, "h": 8, "from": [114, 28],
+                                                "to": [120, 26], "level": 200, "sway": 700,
+                                                "motion": False}},
+            {"at": 12000, "for": 4000, "object": {"w": 16, "h": 44, "from": [-16, 66],
+                                                  "to": [160, 66], "level": 45,
+                                                  "shape": "person"}},
+            {"at": 20000, "light": {"gain": 0.55}, "ramp_ms": 1500},
+            {"at": 25000, "light": {"gain": 1.0}, "ramp_ms": 2500},
+            {"at": 30000, "for": 4000, "object": {"w": 16, "h": 44, "from": [160, 66],
+                                                  "to": [-16, 66], "level": 200,
+                                                  "shape": "person"}},
+        ],
+    },
+    # The room at night: dark, a noisy sensor at high gain; someone walks
+    # through every 15 s.
+    "night": {
+        "loop_ms": 15000,
+        "noise": 30,
+        "row_noise": 6,
+        "cell": 4,
+        "background": "gradient",
+        "level": 28,
+        "contrast": 16,
+        "texture": [[16, 8]],
+        "events": [
+            {"at": 3000, "for": 5000, "object": {"w": 16, "h": 44, "from": [160, 44],
+                                                 "to": [-16, 44], "level": 100,
+                                                 "shape": "person"}},
+        ],
+    },
 }
 
 
