@@ -3,13 +3,12 @@ a light switch and the automatic mask become `status` events, /api/status
 shows the automatic mask, and a settings file from older firmware loads."""
 
 import json
-import shutil
 import time
 import urllib.request
 
 import pytest
 
-from conftest import free_port, write_settings
+from conftest import board_flash, free_port, romfs_image, write_settings
 from sse_client import Stream
 from tools.vboard import VirtualBoard
 
@@ -28,8 +27,9 @@ LEAVES = {"noise": 4, "cell": 4, "texture": [[16, 16]],
 
 @pytest.fixture
 def flash(vboard_fs, tmp_path):
+    """The board's flash folder; its modules and web/ are in the ROMFS image."""
     dst = tmp_path / "flash"
-    shutil.copytree(vboard_fs, dst)
+    board_flash(dst)
     return dst
 
 
@@ -37,7 +37,7 @@ def _boot(flash, tmp_path, scene):
     with open(flash / "scene.json", "w") as f:
         json.dump(scene, f)
     vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port(),
-                      env={"CAMWATCH_SCENE": "scene.json"})
+                      env={"CAMWATCH_SCENE": "scene.json"}, romfs=romfs_image())
     vb.start()
     vb.wait_http(timeout=30)
     return vb

@@ -21,8 +21,8 @@ half the frame does not drag the lighting estimate. Gain is clamped to
 0.25 .. 4 and is only fitted when the background has texture.
 
 Clipping. A sensor clips at 0 and 255, which breaks the linear model: a
-block whose mean is near 255 (``HI``) only says "at least this bright", one
-near 0 (``LO``) "at most this dark". Such blocks are left out of the fit,
+block whose mean is near 255 (``_HI``) only says "at least this bright", one
+near 0 (``_LO``) "at most this dark". Such blocks are left out of the fit,
 and a block counts as changed only if even the most favourable reading of
 what it shows is more than the threshold away from the prediction (a dark
 person in front of a blown-out window is still seen; a window that clips
@@ -34,7 +34,7 @@ Lights switched on or off. What changes over a large part of the picture at
 once is light, not a visitor (Motion's ``lightswitch``, Frigate's
 ``lightning_threshold``): when blocks that became changed in the last two
 frames make up ``light_switch_pct`` percent of the watched blocks, the
-background is rebuilt from the new frames over ``LIGHT_PAUSE_MS`` (1 s)
+background is rebuilt from the new frames over ``_LIGHT_PAUSE_MS`` (1 s)
 during which nothing is detected, and ``process()`` returns a ``light``
 event. An open episode stays open through it. A lamp lighting one side of
 the room is handled by this rule too: on the suite in tests/vm/scene_suite.py
@@ -48,7 +48,7 @@ threshold.
 Noise. The threshold is kept above the noise the camera really has (like
 Motion's ``noise_tune``): each frame the median absolute residual of the
 blocks is measured, smoothed (quick to rise, slow to fall), and the
-threshold used is at least ``NOISE_K`` (7.5) times it, about five standard
+threshold used is at least ``_NOISE_K`` (7.5) times it, about five standard
 deviations of the block-mean noise, and at most three times the configured
 threshold, so a noisy, dark picture gives neither a storm of false alarms
 nor a blind camera. The same floor rises while the lighting model fits
@@ -60,7 +60,7 @@ counted: rain, snow and single hot blocks do not add up to ``min_area``.
 Repetitive motion. With ``auto_mask`` on, a block that was changed in more
 than half of the frames over the last several seconds (leaves, a curtain, a
 screen) is masked automatically, and unmasked once it has been quiet for a
-while (``AUTO_*`` constants); every change of the automatic mask is returned
+while (camwatch.automask); every change of the automatic mask is returned
 as a ``mask`` event. A masked block still has its activity measured.
 
 Settings (a dict; ``configure()`` changes any subset live, unknown keys are
@@ -110,55 +110,53 @@ from micropython import const
 
 # Largest number of blocks: keeps every sum inside a signed 32-bit integer,
 # the viper int of the ESP32.
-MAX_BLOCKS = const(4096)
+_MAX_BLOCKS = const(4096)
 
 # Slots of the int32 state array compare() works on. Inputs first (set by the
 # Detector), then what compare() reports about the last frame. Inputs are
 # never negative: a 64-bit viper reads int32 items without sign extension.
-S_THR = const(0)  # configured threshold, grey levels x16
-S_LEARN = const(1)  # background learning shift (rate 1 / 2**shift)
-S_INIT = const(2)  # 1: copy this frame into the background
-S_NACT = const(3)  # out: blocks watched (not masked)
-S_NCH = const(4)  # out: changed blocks that count (they have a changed neighbour)
-S_NHIT = const(5)  # out: blocks over the threshold, counted or not, masked ones included
-S_X0 = const(6)  # out: bounding box of counted blocks, in blocks
-S_Y0 = const(7)
-S_X1 = const(8)
-S_Y1 = const(9)
-S_SX = const(10)  # out: sum of counted block columns
-S_SY = const(11)  # out: sum of counted block rows
-S_OFF = const(12)  # out: median difference, grey levels
-S_GAIN = const(13)  # out: fitted gain x256
-S_NIN = const(14)  # out: blocks used for the lighting fit
-S_ABSORB = const(15)  # changed frames in a row after which a block is background
-S_NOISE = const(16)  # state: smoothed median |residual|, grey levels x256
-S_THRUSED = const(17)  # out: threshold used this frame, grey levels x16
-S_NHIT0 = const(18)  # out: watched blocks over the configured threshold
-S_MAD = const(19)  # out: median |residual| of this frame, grey levels x16
-STATE_SIZE = const(20)
+_S_THR = const(0)  # configured threshold, grey levels x16
+_S_LEARN = const(1)  # background learning shift (rate 1 / 2**shift)
+_S_INIT = const(2)  # 1: copy this frame into the background
+_S_NACT = const(3)  # out: blocks watched (not masked)
+_S_NCH = const(4)  # out: changed blocks that count (they have a changed neighbour)
+_S_NHIT = const(5)  # out: blocks over the threshold, counted or not, masked ones included
+_S_X0 = const(6)  # out: bounding box of counted blocks, in blocks
+_S_Y0 = const(7)
+_S_X1 = const(8)
+_S_Y1 = const(9)
+_S_SX = const(10)  # out: sum of counted block columns
+_S_SY = const(11)  # out: sum of counted block rows
+_S_OFF = const(12)  # out: median difference, grey levels
+_S_GAIN = const(13)  # out: fitted gain x256
+_S_NIN = const(14)  # out: blocks used for the lighting fit
+_S_ABSORB = const(15)  # changed frames in a row after which a block is background
+_S_NOISE = const(16)  # state: smoothed median |residual|, grey levels x256
+_S_THRUSED = const(17)  # out: threshold used this frame, grey levels x16
+_S_NHIT0 = const(18)  # out: watched blocks over the configured threshold
+_S_MAD = const(19)  # out: median |residual| of this frame, grey levels x16
+_STATE_SIZE = const(20)
 
-HIST_SIZE = const(511)  # median histograms: differences -255..255, |residual| 0..127
-GAIN_MIN = const(64)  # 0.25 x256
-GAIN_MAX = const(1024)  # 4.0 x256
-LO = const(128)  # block means at or below 8 (x16) may be clipped at 0
-HI = const(3920)  # at or above 245 (x16) may be clipped at 255
-SAT = const(0x8000)  # block_means: a sixteenth of the pixels or more saturated
-MEAN = const(0xFFF)  # block_means: the mean, x16
-FAR = const(0x1000000)  # "unbounded" end of an interval (x16)
-BG_MAX = const(0x3FFFFF)  # background cap (x256): 16383 grey levels
-RAD = const(4)  # the local light around a block: 9x9 blocks
-NMIN = const(49)  # near the edges: averaged as if over at least 49 (shrunk)
-MADH = const(128)  # median |residual| histogram: 0 .. 31.75 grey levels
-QLIM = const(160)  # relative residuals are clamped to +/- 0.625 (x256) for it
-PMIN = const(256)  # predictions below 16 grey levels count as 16 there
-WBIAS = const(0x1000000)  # added to what goes in the work array (never negative there)
-NOISE_K = const(120)  # threshold floor: 7.5 x the median |residual| (x16)
-SMALL_MS = const(1000)  # a pair of changed blocks this long, moving, is something small
-LIGHT_PAUSE_MS = const(1000)  # after a light switch: rebuild, detect nothing
-AUTO_PERIOD_MS = const(1000)  # auto mask: how often activity is taken
-AUTO_ON = const(128)  # masked above this activity (half of recent periods active)
-AUTO_OFF = const(38)  # unmasked below this (15%)
-AUTO_RATE = const(3)  # activity averages over about 2**3 periods
+_HIST_SIZE = const(256)  # median histograms: differences -127..128, |residual| 0..127
+_GAIN_MIN = const(64)  # 0.25 x256
+_GAIN_MAX = const(1024)  # 4.0 x256
+_LO = const(128)  # block means at or below 8 (x16) may be clipped at 0
+_HI = const(3920)  # at or above 245 (x16) may be clipped at 255
+_SAT = const(0x8000)  # block_means: a sixteenth of the pixels or more saturated
+_MEAN = const(0xFFF)  # block_means: the mean, x16
+_FAR = const(0x1000000)  # "unbounded" end of an interval (x16)
+_BG_MAX = const(0x3FFFFF)  # background cap (x256): 16383 grey levels
+_RAD = const(4)  # the local light around a block: 9x9 blocks
+_NMIN = const(49)  # near the edges: averaged as if over at least 49 (shrunk)
+_MADH = const(128)  # median |residual| histogram: 0 .. 31.75 grey levels
+_QLIM = const(160)  # relative residuals are clamped to +/- 0.625 (x256) for it
+_PMIN = const(256)  # predictions below 16 grey levels count as 16 there
+_WBIAS = const(0x8000)  # added to what goes in the (16-bit) work array
+_WMAX = const(0x7FFF)  # residuals and predictions are clamped to this there
+_NOISE_K = const(120)  # threshold floor: 7.5 x the median |residual| (x16)
+_SMALL_MS = const(1000)  # a pair of changed blocks this long, moving, is something small
+_LIGHT_PAUSE_MS = const(1000)  # after a light switch: rebuild, detect nothing
+_AUTO_PERIOD_MS = const(1000)  # auto mask: how often activity is taken (camwatch.automask)
 
 # mask bits per block
 MASK_USER = const(1)
@@ -188,7 +186,7 @@ _RANGES = {
     "block": (2, 32),
     "threshold": (1, 255),
     "sensitivity": (1, 100),
-    "min_area": (1, MAX_BLOCKS),
+    "min_area": (1, _MAX_BLOCKS),
     "start_frames": (1, 1000),
     "end_s": (1, 3600),
     "update_ms": (0, 3600000),
@@ -206,7 +204,7 @@ _RANGES = {
 @micropython.viper
 def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int, size: int):
     """Mean of every block, x16, into ``out`` (row-major, cols x rows), with
-    bit 15 (SAT) set when a sixteenth or more of the pixels of its even rows
+    bit 15 (_SAT) set when a sixteenth or more of the pixels of its even rows
     are saturated (252 or more).
 
     ``frame`` is read as unsigned bytes whatever its typecode, so a camera's
@@ -260,7 +258,7 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
                 sat = (sat & 0xFF) + ((sat >> 8) & 0xFF) + ((sat >> 16) & 0xFF) + ((sat >> 24) & 0xFF)
                 v = (s << 4) // area
                 if (sat << 5) >= area:
-                    v |= SAT
+                    v |= _SAT
                 out[i] = v
                 i += 1
                 bx += 1
@@ -287,7 +285,7 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
                 yy += 1
             v = (s << 4) // area
             if (sat << 5) >= area:
-                v |= SAT
+                v |= _SAT
             out[i] = v
             i += 1
             bx += 1
@@ -295,7 +293,7 @@ def block_means_viper(frame: ptr8, out: ptr16, width: int, cols: int, rows: int,
 
 
 @micropython.viper
-def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, work: ptr32,
+def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, work: ptr16,
                   hist: ptr16, st: ptr32, n: int, cols: int) -> int:
     """Compare block means with the background; return the counted changed blocks.
 
@@ -303,37 +301,37 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     (int32, never negative), updated here; ``mask``: per block, MASK_USER
     (ignored) and MASK_AUTO (measured, not counted) bits; ``changed``: per
     block, 0 or how many frames in a row it has counted as changed (up to
-    S_ABSORB, when the block is taken into the background at once); ``aux``:
+    _S_ABSORB, when the block is taken into the background at once); ``aux``:
     3 x n bytes: what the background of each block knows (0 known, 1 a lower
     bound, 2 an upper bound), this frame's over-threshold flags, and how many
     frames each block was over the threshold since the caller last cleared
-    it (up to 255); ``work``: int32 scratch of 4 x n; ``hist``: scratch of
-    HIST_SIZE entries; ``st``: the state
-    array (inputs S_THR, S_LEARN, S_INIT, S_ABSORB, S_NOISE; the rest is
+    it (up to 255); ``work``: 16-bit scratch of 2 x n; ``hist``: scratch of
+    _HIST_SIZE entries; ``st``: the state
+    array (inputs _S_THR, _S_LEARN, _S_INIT, _S_ABSORB, _S_NOISE; the rest is
     output); ``n`` blocks, ``cols`` a row.
     """
-    thr0 = st[S_THR]
-    learn = st[S_LEARN]
-    absorb = st[S_ABSORB]
+    thr0 = st[_S_THR]
+    learn = st[_S_LEARN]
+    absorb = st[_S_ABSORB]
     hits = n
     busy = n + n
-    if st[S_INIT]:
+    if st[_S_INIT]:
         i = 0
         while i < n:
             c = cur[i]
-            bg[i] = (c & MEAN) << 4
+            bg[i] = (c & _MEAN) << 4
             changed[i] = 0
             b = 0
-            if c >= HI:
+            if c >= _HI:
                 b = 1
-            elif c <= LO:
+            elif c <= _LO:
                 b = 2
             aux[i] = b
             i += 1
-        st[S_INIT] = 0
+        st[_S_INIT] = 0
     # 1. median block difference (grey levels) over watched, unclipped blocks
     i = 0
-    while i < HIST_SIZE:
+    while i < _HIST_SIZE:
         hist[i] = 0
         i += 1
     nact = 0
@@ -349,8 +347,13 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
             nact += 1
             c = cur[i]
             b = int(bg[i]) >> 4
-            if aux[i] == 0 and c > LO and c < HI and b > LO and b < HI:
-                d = (c >> 4) - (b >> 4) + 255
+            if aux[i] == 0 and c > _LO and c < _HI and b > _LO and b < _HI:
+                # past +/- 127 grey levels in one frame is a light switch
+                d = (c >> 4) - (b >> 4) + 127
+                if d < 0:
+                    d = 0
+                elif d > 255:
+                    d = 255
                 hist[d] += 1
                 nfit += 1
                 k |= 1
@@ -361,12 +364,12 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
         half = (nfit + 1) >> 1
         acc = 0
         i = 0
-        while i < HIST_SIZE:
+        while i < _HIST_SIZE:
             acc += hist[i]
             if acc >= half:
                 break
             i += 1
-        off = i - 255
+        off = i - 127
     # 2. blocks agreeing with the median: their means
     off16 = off << 4
     win = thr0 * 3
@@ -409,9 +412,9 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 var >>= 1
                 cov >>= 1
             if cov * 4 < var:
-                gain = GAIN_MIN
+                gain = _GAIN_MIN
             elif cov > var * 4:
-                gain = GAIN_MAX
+                gain = _GAIN_MAX
             else:
                 gain = (cov << 8) // var
         else:
@@ -419,42 +422,39 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
             my = off16
     # 4. residual of every block against the lighting prediction: the
     # distance between what the block may be and what it should be, signed
-    # (positive: brighter than predicted), into work[:n]; the prediction
-    # into work[3n:]; the median |residual| of clean blocks (noise and what
-    # the lighting model cannot explain)
+    # (positive: brighter than predicted), into work[:n]; the median
+    # |residual| of clean blocks (noise and what the lighting model cannot
+    # explain)
     i = 0
-    while i < MADH:
+    while i < _MADH:
         hist[i] = 0
         i += 1
     nmad = 0
     qmin = thr0 >> 2
-    nq = 0  # blocks with a relative residual (none: no light to take out)
-    n2 = n + n
-    n3 = n2 + n
     i = 0
     while i < n:
         r = 0
         q = 0
-        p = PMIN
+        p = _PMIN
         if (mask[i] & MASK_USER) == 0:
             c = cur[i]
             p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
             k = aux[i]
-            if k == 0 and c > LO and c < HI:
+            if k == 0 and c > _LO and c < _HI:
                 r = c - p
             else:
-                clo = c & MEAN
+                clo = c & _MEAN
                 chi = clo
-                if c >= HI:
-                    chi = FAR
-                elif c <= LO:
-                    clo = -FAR
+                if c >= _HI:
+                    chi = _FAR
+                elif c <= _LO:
+                    clo = -_FAR
                 plo = p
                 phi = p
                 if k == 1:
-                    phi = FAR
+                    phi = _FAR
                 elif k == 2:
-                    plo = -FAR
+                    plo = -_FAR
                 if clo > phi:
                     r = clo - phi
                 elif plo > chi:
@@ -464,31 +464,35 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 if d < 0:
                     d = -d
                 d >>= 2
-                if d >= MADH:
-                    d = MADH - 1
+                if d >= _MADH:
+                    d = _MADH - 1
                 hist[d] += 1
                 nmad += 1
             # relative to the prediction (below: the light around it)
-            if p < PMIN:
-                p = PMIN
+            if p < _PMIN:
+                p = _PMIN
+            elif p > _WMAX:
+                p = _WMAX
+            if r > _WMAX:
+                r = _WMAX
+            elif r < -_WMAX:
+                r = -_WMAX
             if (r > qmin or r < -qmin) and (aux[hits + i] & 8) == 0:
-                nq += 1
                 q = (r << 8) // p
-                if q > QLIM:
-                    q = QLIM
-                elif q < -QLIM:
-                    q = -QLIM
-        work[i] = r + WBIAS
-        work[n + i] = q + WBIAS
-        work[n3 + i] = p
+                if q > _QLIM:
+                    q = _QLIM
+                elif q < -_QLIM:
+                    q = -_QLIM
+        work[i] = r + _WBIAS
+        work[n + i] = q + _WBIAS
         i += 1
     mad = 0
-    noise = st[S_NOISE]
+    noise = st[_S_NOISE]
     if nmad > 0:
         half = (nmad + 1) >> 1
         acc = 0
         i = 0
-        while i < MADH:
+        while i < _MADH:
             acc += hist[i]
             if acc >= half:
                 break
@@ -499,11 +503,11 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
             noise += (target - noise + 3) >> 2
         else:
             noise -= (noise - target) >> 5
-        st[S_NOISE] = noise
+        st[_S_NOISE] = noise
     # the threshold: the configured one, raised above the noise (smoothed,
     # or this frame's if higher), at most three times the configured one
-    thr = (noise * NOISE_K) >> 8
-    k = (mad * NOISE_K) >> 4
+    thr = (noise * _NOISE_K) >> 8
+    k = (mad * _NOISE_K) >> 4
     if thr < k:
         thr = k
     if thr < thr0:
@@ -513,128 +517,116 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     half = thr >> 1
     # ... what is left once the light around the block is taken out. Light
     # multiplies: the residual relative to the prediction, q = r / p (x256,
-    # clamped to +/- QLIM; 0 for residuals within a quarter threshold, which
+    # clamped to +/- _QLIM; 0 for residuals within a quarter threshold, which
     # are noise, and for blocks that looked like something rather than light
     # in the last frame, so a person does not explain himself away),
     # averaged over the 9x9 blocks around the block, times its prediction,
-    # is what the light around it explains. Horizontal sums of q into work[2n:], then vertical ones; then
-    # which blocks are over the threshold (bit 1 of aux[hits]: counts, bit
-    # 2: over half of it, bit 4: over the configured threshold before the
-    # light was taken out, which the light-switch rule counts)
+    # is what the light around it explains. q is in work[n:], replaced by
+    # its horizontal sums, then vertical ones; then which blocks are over the
+    # threshold (bit 1 of aux[hits]: counts, bit 2: over half of it, bit 4:
+    # over the configured threshold before the light was taken out, which
+    # the light-switch rule counts)
     nhit = 0
     nhit0 = 0
-    if nq == 0:
-        i = 0
-        while i < n:
+    row = 0
+    while row < n:
+        s = 0
+        j = 0
+        while j <= _RAD and j < cols:
+            s += int(work[n + row + j]) - _WBIAS
+            j += 1
+        x = 0
+        while x < cols:
+            # the sum goes where q was; q is kept a little longer in a ring
+            # (hist is free by now) for when it leaves the window
+            k = n + row + x
+            hist[x & 15] = work[k]
+            work[k] = s + _WBIAS
+            j = x + _RAD + 1
+            if j < cols:
+                s += int(work[n + row + j]) - _WBIAS
+            j = x - _RAD
+            if j >= 0:
+                s -= int(hist[j & 15]) - _WBIAS
+            x += 1
+        row += cols
+    rows = n // cols
+    last = 0
+    recip = 0
+    x = 0
+    while x < cols:
+        cx = x + _RAD
+        if cx >= cols:
+            cx = cols - 1
+        k = x - _RAD
+        if k < 0:
+            k = 0
+        cx = cx - k + 1
+        s = 0
+        cy = 0
+        j = n + x  # the next row of sums to add
+        while cy <= _RAD and cy < rows:
+            s += int(work[j]) - _WBIAS
+            j += cols
+            cy += 1
+        jo = n + x  # the next row of sums to drop
+        i = x
+        y = 0
+        while y < rows:
+            k = cx * cy
+            if k < _NMIN:
+                k = _NMIN
+            if k != last:  # the count changes only near the edges
+                last = k
+                recip = 65536 // k
+            r = int(work[i]) - _WBIAS
+            p = my + ((gain * ((int(bg[i]) >> 4) - mx)) >> 8)
+            if p < _PMIN:
+                p = _PMIN
+            elif p > _WMAX:
+                p = _WMAX
+            d = r - ((((s * recip) >> 16) * p) >> 8)
+            # taking light out only explains changes away: what is left
+            # is never more than the residual itself, nor of the other sign
             flag = 0
-            r = int(work[i]) - WBIAS
-            if r < 0:
-                r = -r
-            if r > thr0 and mask[i] == 0:
-                flag = 4
-                nhit0 += 1
-            if r > thr:
+            if r >= 0:
+                if d > r:
+                    d = r
+                elif d < 0:
+                    d = 0
+                if r > thr0 and mask[i] == 0:
+                    flag = 4
+                    nhit0 += 1
+            else:
+                if d < r:
+                    d = r
+                elif d > 0:
+                    d = 0
+                d = -d
+                if r < -thr0 and mask[i] == 0:
+                    flag = 4
+                    nhit0 += 1
+            if d > thr:
                 if (mask[i] & MASK_USER) == 0:
                     nhit += 1
                     if aux[busy + i] < 255:
                         aux[busy + i] += 1
                 if mask[i] == 0:
                     flag |= 1
-            elif r > half and mask[i] == 0:
+            elif d > half and mask[i] == 0:
                 flag |= 2
             aux[hits + i] = flag
-            i += 1
-    else:
-        row = 0
-        while row < n:
-            s = 0
-            j = 0
-            while j <= RAD and j < cols:
-                s += int(work[n + row + j]) - WBIAS
-                j += 1
-            x = 0
-            while x < cols:
-                work[n2 + row + x] = s + WBIAS
-                j = x + RAD + 1
-                if j < cols:
-                    s += int(work[n + row + j]) - WBIAS
-                j = x - RAD
-                if j >= 0:
-                    s -= int(work[n + row + j]) - WBIAS
-                x += 1
-            row += cols
-        rows = n // cols
-        last = 0
-        recip = 0
-        x = 0
-        while x < cols:
-            cx = x + RAD
-            if cx >= cols:
-                cx = cols - 1
-            k = x - RAD
-            if k < 0:
-                k = 0
-            cx = cx - k + 1
-            s = 0
-            cy = 0
-            j = n2 + x  # the next row of sums to add
-            while cy <= RAD and cy < rows:
-                s += int(work[j]) - WBIAS
+            if y + _RAD + 1 < rows:
+                s += int(work[j]) - _WBIAS
                 j += cols
                 cy += 1
-            jo = n2 + x  # the next row of sums to drop
-            i = x
-            y = 0
-            while y < rows:
-                k = cx * cy
-                if k < NMIN:
-                    k = NMIN
-                if k != last:  # the count changes only near the edges
-                    last = k
-                    recip = 65536 // k
-                r = int(work[i]) - WBIAS
-                d = r - ((((s * recip) >> 16) * int(work[n3 + i])) >> 8)
-                # taking light out only explains changes away: what is left
-                # is never more than the residual itself, nor of the other sign
-                flag = 0
-                if r >= 0:
-                    if d > r:
-                        d = r
-                    elif d < 0:
-                        d = 0
-                    if r > thr0 and mask[i] == 0:
-                        flag = 4
-                        nhit0 += 1
-                else:
-                    if d < r:
-                        d = r
-                    elif d > 0:
-                        d = 0
-                    d = -d
-                    if r < -thr0 and mask[i] == 0:
-                        flag = 4
-                        nhit0 += 1
-                if d > thr:
-                    if (mask[i] & MASK_USER) == 0:
-                        nhit += 1
-                        if aux[busy + i] < 255:
-                            aux[busy + i] += 1
-                    if mask[i] == 0:
-                        flag |= 1
-                elif d > half and mask[i] == 0:
-                    flag |= 2
-                aux[hits + i] = flag
-                if y + RAD + 1 < rows:
-                    s += int(work[j]) - WBIAS
-                    j += cols
-                    cy += 1
-                if y >= RAD:
-                    s -= int(work[jo]) - WBIAS
-                    jo += cols
-                    cy -= 1
-                i += cols
-                y += 1
-            x += 1
+            if y >= _RAD:
+                s -= int(work[jo]) - _WBIAS
+                jo += cols
+                cy -= 1
+            i += cols
+            y += 1
+        x += 1
     # 5. count changed blocks that have a changed neighbour; learn the background
     nch = 0
     x0 = cols
@@ -649,7 +641,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
     i = 0
     while i < n:
         raw = cur[i]
-        c = raw & MEAN
+        c = raw & _MEAN
         b256 = int(bg[i])
         m = mask[i]
         keep = 0
@@ -694,9 +686,9 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
             if age >= absorb:
                 b256 = c << 4
                 k = 0
-                if raw >= HI:
+                if raw >= _HI:
                     k = 1
-                elif raw <= LO:
+                elif raw <= _LO:
                     k = 2
                 aux[i] = k
                 age = 1
@@ -712,7 +704,7 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 # over half the threshold, but not counted: something small
                 # may be there; learn as slowly as a changed block
                 b256 += (((p << 4) - b256) >> learn) + (((c - p) << 4) >> slow)
-            elif raw > LO and raw < HI:
+            elif raw > _LO and raw < _HI:
                 if aux[i] == 0:
                     b256 += ((c << 4) - b256) >> learn
                 else:
@@ -725,29 +717,29 @@ def compare_viper(cur: ptr16, bg: ptr32, mask: ptr8, changed: ptr8, aux: ptr8, w
                 b256 += ((p << 4) - b256) >> learn
         if b256 < 0:
             b256 = 0
-        elif b256 > BG_MAX:
-            b256 = BG_MAX
+        elif b256 > _BG_MAX:
+            b256 = _BG_MAX
         bg[i] = b256
         i += 1
         bx += 1
         if bx == cols:
             bx = 0
             by += 1
-    st[S_NACT] = nact
-    st[S_NCH] = nch
-    st[S_NHIT] = nhit
-    st[S_X0] = x0
-    st[S_Y0] = y0
-    st[S_X1] = x1
-    st[S_Y1] = y1
-    st[S_SX] = scol
-    st[S_SY] = srow
-    st[S_OFF] = off
-    st[S_GAIN] = gain
-    st[S_NIN] = nin
-    st[S_THRUSED] = thr
-    st[S_NHIT0] = nhit0
-    st[S_MAD] = mad
+    st[_S_NACT] = nact
+    st[_S_NCH] = nch
+    st[_S_NHIT] = nhit
+    st[_S_X0] = x0
+    st[_S_Y0] = y0
+    st[_S_X1] = x1
+    st[_S_Y1] = y1
+    st[_S_SX] = scol
+    st[_S_SY] = srow
+    st[_S_OFF] = off
+    st[_S_GAIN] = gain
+    st[_S_NIN] = nin
+    st[_S_THRUSED] = thr
+    st[_S_NHIT0] = nhit0
+    st[_S_MAD] = mad
     return nch
 
 
@@ -760,50 +752,6 @@ def _shift_for(frames):
     while (2 << k) <= frames:
         k += 1
     return k
-
-
-def auto_mask_update(aux, act, mask, n, cols):
-    """Fold one period of over-threshold counts into each block's activity
-    and (un)mask blocks by it; return True if the automatic mask changed.
-
-    A block is *active* in a period when it was over the threshold in any
-    frame of it; its activity (0..255) is the share of recent periods it
-    was active in (an average over about 2**AUTO_RATE periods). Above
-    AUTO_ON it is masked, and so are its neighbours above a quarter of that (what
-    sways reaches a little further now and then); below AUTO_OFF it is
-    unmasked. ``aux``: compare()'s aux array (its third run, the counts, is
-    read and cleared); ``act``: activity per block; ``mask``: MASK_AUTO is
-    set or cleared here; ``cols``: blocks in a row. Runs once a period, not
-    per frame: plain Python.
-    """
-    busy = 2 * n
-    for i in range(n):
-        a = act[i]
-        if aux[busy + i]:
-            a += (255 - a + (1 << AUTO_RATE) - 1) >> AUTO_RATE
-        else:
-            a -= (a + (1 << AUTO_RATE) - 1) >> AUTO_RATE
-        act[i] = a
-        aux[busy + i] = 0
-    moved = False
-    for i in range(n):
-        a = act[i]
-        on = a > AUTO_ON
-        if not on and a > AUTO_ON // 4:
-            x = i % cols
-            for j in (i - cols - 1, i - cols, i - cols + 1, i - 1, i + 1,
-                      i + cols - 1, i + cols, i + cols + 1):
-                if 0 <= j < n and abs(j % cols - x) <= 1 and act[j] > AUTO_ON:
-                    on = True
-                    break
-        m = mask[i]
-        if on and not m & MASK_AUTO:
-            mask[i] = m | MASK_AUTO
-            moved = True
-        elif m & MASK_AUTO and a < AUTO_OFF and not on:
-            mask[i] = m & ~MASK_AUTO
-            moved = True
-    return moved
 
 
 class Detector:
@@ -826,8 +774,8 @@ class Detector:
 
             self._means = motion_twin.block_means_py
             self._compare = motion_twin.compare_py
-        self._st = array.array("i", bytes(4 * STATE_SIZE))
-        self._hist = array.array("H", bytes(2 * HIST_SIZE))
+        self._st = array.array("i", bytes(4 * _STATE_SIZE))
+        self._hist = array.array("H", bytes(2 * _HIST_SIZE))
         self.settings = {}
         self.block = 0
         self._active = False
@@ -867,7 +815,7 @@ class Detector:
         size = new["block"]
         cols = self.width // size
         rows = self.height // size
-        if cols < 1 or rows < 1 or cols * rows > MAX_BLOCKS:
+        if cols < 1 or rows < 1 or cols * rows > _MAX_BLOCKS:
             raise ValueError("motion setting block: %d gives %dx%d blocks for %dx%d"
                              % (size, cols, rows, self.width, self.height))
         was_auto = self.settings.get("auto_mask")
@@ -878,9 +826,9 @@ class Detector:
             self._clear_auto_mask()
         self._apply_mask()
         st = self._st
-        st[S_THR] = max(1, (new["threshold"] * 16 * 50) // new["sensitivity"])
-        st[S_LEARN] = _shift_for(new["learn_frames"])
-        st[S_ABSORB] = new["absorb_frames"]
+        st[_S_THR] = max(1, (new["threshold"] * 16 * 50) // new["sensitivity"])
+        st[_S_LEARN] = _shift_for(new["learn_frames"])
+        st[_S_ABSORB] = new["absorb_frames"]
         self._min_area = new["min_area"]
         self._start_frames = new["start_frames"]
         self._end_ms = new["end_s"] * 1000
@@ -910,8 +858,8 @@ class Detector:
         self.mask = bytearray(n)
         self.changed = bytearray(n)
         self._aux = bytearray(3 * n)
-        self._work = array.array("i", bytes(16 * n))
-        self._act = bytearray(n)
+        self._work = array.array("H", bytes(4 * n))
+        self._act = None  # activity per block: only with auto_mask on
         self._auto_since = None
         self.reset()
 
@@ -939,14 +887,14 @@ class Detector:
         for i in range(self._n):
             had = had or bool(self.mask[i] & MASK_AUTO)
             self.mask[i] &= ~MASK_AUTO
-            self._act[i] = 0
             self._aux[2 * self._n + i] = 0
+        self._act = None
         if had:
             self._pending = "mask"
 
     def reset(self):
         """Forget the background: the next frames teach it again."""
-        self._st[S_INIT] = 1
+        self._st[_S_INIT] = 1
         self._h0a = self._h0b = 0
         self._small = False
         self._warm = self.settings["warmup_frames"] + 1
@@ -982,52 +930,57 @@ class Detector:
             # after a light switch: the background is the newest frame
             if time.ticks_diff(now_ms, self._pause_until) >= 0:
                 self._pause = False
-            st[S_INIT] = 1
-        noise = st[S_NOISE]
+            st[_S_INIT] = 1
+        noise = st[_S_NOISE]
         self._means(frame, self._cur, self.width, self.cols, self.rows, self.block)
         nch = self._compare(self._cur, self._bg, self.mask, self.changed, self._aux, self._work,
                             self._hist, st, self._n, self.cols)
         if self._auto:
+            if self._act is None:
+                from camwatch import automask  # only with auto_mask on
+
+                self._act = bytearray(self._n)
+                self._update_mask = automask.update
             if self._auto_since is None:
                 self._auto_since = now_ms
-            elif time.ticks_diff(now_ms, self._auto_since) >= AUTO_PERIOD_MS:
-                if auto_mask_update(self._aux, self._act, self.mask, self._n, self.cols):
+            elif time.ticks_diff(now_ms, self._auto_since) >= _AUTO_PERIOD_MS:
+                if self._update_mask(self._aux, self._act, self.mask, self._n, self.cols):
                     self._pending = "mask"
                 self._auto_since = now_ms
         h0 = self._h0b  # over the configured threshold two frames ago
         self._h0b = self._h0a
-        self._h0a = st[S_NHIT0]
+        self._h0a = st[_S_NHIT0]
         if self._warm:
             self._warm -= 1
             nch = 0
         elif self._pause:
             nch = 0
-        elif self._light_pct and (st[S_NHIT0] - h0) * 100 >= self._light_pct * st[S_NACT]:
-            share = (st[S_NHIT0] * 100) // st[S_NACT]
+        elif self._light_pct and (st[_S_NHIT0] - h0) * 100 >= self._light_pct * st[_S_NACT]:
+            share = (st[_S_NHIT0] * 100) // st[_S_NACT]
             self._h0a = self._h0b = 0
             self._pause = True
-            self._pause_until = time.ticks_add(now_ms, LIGHT_PAUSE_MS)
-            st[S_INIT] = 1
-            st[S_NOISE] = noise  # what this frame showed was light, not noise
+            self._pause_until = time.ticks_add(now_ms, _LIGHT_PAUSE_MS)
+            st[_S_INIT] = 1
+            st[_S_NOISE] = noise  # what this frame showed was light, not noise
             self._run = 0
-            return ("light", {"pause_ms": LIGHT_PAUSE_MS, "share": share})
+            return ("light", {"pause_ms": _LIGHT_PAUSE_MS, "share": share})
         # moving: min_area blocks changed, or something small (a pair of
-        # neighbours, despeckle's least) has stayed changed for SMALL_MS and
+        # neighbours, despeckle's least) has stayed changed for _SMALL_MS and
         # moved a block or more meanwhile (a person far away walks; what is
         # left of a lighting change stays where it is)
         moving = nch >= self._min_area
         if nch < 2:
             self._small = False
         else:
-            x8 = (st[S_SX] << 3) // nch  # centre, in eighths of a block
-            y8 = (st[S_SY] << 3) // nch
+            x8 = (st[_S_SX] << 3) // nch  # centre, in eighths of a block
+            y8 = (st[_S_SY] << 3) // nch
             if not self._small:
                 self._small = True
                 self._small_since = now_ms
                 self._small_x = x8
                 self._small_y = y8
             elif (not moving and self._min_area <= 3
-                  and time.ticks_diff(now_ms, self._small_since) >= SMALL_MS
+                  and time.ticks_diff(now_ms, self._small_since) >= _SMALL_MS
                   and abs(x8 - self._small_x) + abs(y8 - self._small_y) >= 8):
                 moving = True
         if not self._active:
@@ -1051,8 +1004,8 @@ class Detector:
             return ("end", {"duration_ms": time.ticks_diff(self._last_moving, self._started),
                             "peak_score": self._peak, "bbox": self._last_bbox()})
         self._last_moving = now_ms
-        self._box0 = st[S_X0] | (st[S_Y0] << 16)  # small ints: no allocation
-        self._box1 = st[S_X1] | (st[S_Y1] << 16)
+        self._box0 = st[_S_X0] | (st[_S_Y0] << 16)  # small ints: no allocation
+        self._box1 = st[_S_X1] | (st[_S_Y1] << 16)
         score = self._score()
         if score > self._peak:
             self._peak = score
@@ -1075,25 +1028,17 @@ class Detector:
 
     def auto_mask_rects(self):
         """The automatic mask as pixel rectangles ``[[x, y, w, h], ...]``
-        (runs of masked blocks in each row)."""
-        size, cols = self.block, self.cols
-        out = []
-        for row in range(self.rows):
-            col = 0
-            while col < cols:
-                if self.mask[row * cols + col] & MASK_AUTO:
-                    start = col
-                    while col < cols and self.mask[row * cols + col] & MASK_AUTO:
-                        col += 1
-                    out.append([start * size, row * size, (col - start) * size, size])
-                else:
-                    col += 1
-        return out
+        (runs of masked blocks in each row; none while auto_mask is off)."""
+        if self._act is None:
+            return []
+        from camwatch import automask
+
+        return automask.rects(self.mask, self.cols, self.rows, self.block)
 
     def _score(self):
         st = self._st
-        nact = st[S_NACT]
-        return (st[S_NCH] * 100 + nact - 1) // nact if nact else 0  # rounded up: never 0
+        nact = st[_S_NACT]
+        return (st[_S_NCH] * 100 + nact - 1) // nact if nact else 0  # rounded up: never 0
 
     def _last_bbox(self):
         size = self.block
@@ -1104,23 +1049,23 @@ class Detector:
     def _payload(self):
         st = self._st
         size = self.block
-        nch = st[S_NCH]
+        nch = st[_S_NCH]
         score = self._score()
         if score > self._peak:
             self._peak = score
-        self._box0 = st[S_X0] | (st[S_Y0] << 16)
-        self._box1 = st[S_X1] | (st[S_Y1] << 16)
+        self._box0 = st[_S_X0] | (st[_S_Y0] << 16)
+        self._box1 = st[_S_X1] | (st[_S_Y1] << 16)
         bbox = self._last_bbox()
-        centroid = [(st[S_SX] * size) // nch + size // 2, (st[S_SY] * size) // nch + size // 2]
+        centroid = [(st[_S_SX] * size) // nch + size // 2, (st[_S_SY] * size) // nch + size // 2]
         return {"score": score, "blocks": nch, "bbox": bbox, "centroid": centroid}
 
     def lighting(self):
         """(offset, gain x256, blocks fitted) of the last frame: for tests, tuning."""
         st = self._st
-        return st[S_OFF], st[S_GAIN], st[S_NIN]
+        return st[_S_OFF], st[_S_GAIN], st[_S_NIN]
 
     def noise(self):
         """(median |residual| of the last frame, threshold used), grey levels
         x16: for tests, tuning."""
         st = self._st
-        return st[S_MAD], st[S_THRUSED]
+        return st[_S_MAD], st[_S_THRUSED]

@@ -27,7 +27,7 @@ class SceneBoard(Board):
         with open(self.flash / "scene.json", "w") as f:
             json.dump(SCENE, f)
         self.vb = VirtualBoard(str(self.flash), str(self.tmp / "tty"), http_port=self.port,
-                               env={"CAMWATCH_SCENE": "scene.json"})
+                               env={"CAMWATCH_SCENE": "scene.json"}, romfs=self.romfs)
         self.vb.start()
         self.vb.wait_http(timeout=30)
         return self

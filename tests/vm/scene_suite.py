@@ -181,6 +181,30 @@ def by_name(name):
     raise KeyError(name)
 
 
+def visits(cam, frames):
+    """What a person would call motion over frames 0 .. frames - 1:
+    ``[(first, full, last), ...]``, one per object of ``cam`` that counts as
+    motion and is seen: the first frame it is in view, the first frame it is
+    wholly in view (None if never) and the last frame it is in view."""
+    out = []
+    for obj in cam._objects:
+        if not obj[11]:  # motion: false
+            continue
+        first = full = last = None
+        for n in range(frames):
+            box = cam._place(obj, cam._scene_ms(cam.time_of(n)))
+            if box is None:
+                continue
+            if first is None:
+                first = n
+            last = n
+            if full is None and box[2] == obj[2] and box[3] == obj[3]:
+                full = n
+        if first is not None:
+            out.append((first, full, last))
+    return out
+
+
 def run(seq, native=True, frames=None, settings=None, check=None):
     """Run the detector over one sequence: ``(events, camera)``, events as
     ``[(frame, kind, payload), ...]``. ``check(frame, detector)``, if given,
@@ -211,7 +235,7 @@ def score(seq, events, cam, frames=None):
     text; empty when the detector did what a person would)."""
     frames = frames or seq["frames"]
     settle = seq.get("settle_ms", 0) // FRAME_MS
-    visits = cam.visits(frames)
+    seen = visits(cam, frames)
     # episodes as [start frame, end frame or None]
     episodes = []
     for frame, kind, _ in events:
@@ -222,7 +246,7 @@ def score(seq, events, cam, frames=None):
     problems = []
     result = {"false_starts": 0, "visits": [], "problems": problems}
     used = set()
-    for first, full, last in visits:
+    for first, full, last in seen:
         ref = full if full is not None else first
         mine = [k for k, (s, e) in enumerate(episodes)
                 if s <= last + 5 and (e is None or e >= first) and s >= max(first - 2, settle)]

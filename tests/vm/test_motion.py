@@ -70,16 +70,16 @@ class _Pair:
         self.n, self.cols, self.width = n, cols, width
         self.sides = []
         for _ in range(2):
-            st = array.array("i", bytes(4 * motion.STATE_SIZE))
-            st[motion.S_THR] = thr
-            st[motion.S_LEARN] = learn
-            st[motion.S_INIT] = 1
-            st[motion.S_ABSORB] = absorb
+            st = array.array("i", bytes(4 * motion_twin.STATE_SIZE))
+            st[motion_twin.S_THR] = thr
+            st[motion_twin.S_LEARN] = learn
+            st[motion_twin.S_INIT] = 1
+            st[motion_twin.S_ABSORB] = absorb
             self.sides.append({
                 "cur": array.array("H", bytes(2 * n)), "bg": array.array("i", bytes(4 * n)),
                 "mask": bytearray(n), "changed": bytearray(n), "aux": bytearray(3 * n),
-                "work": array.array("i", bytes(16 * n)),
-                "hist": array.array("H", bytes(2 * motion.HIST_SIZE)), "st": st,
+                "work": array.array("H", bytes(4 * n)),
+                "hist": array.array("H", bytes(2 * motion_twin.HIST_SIZE)), "st": st,
             })
 
     def feed(self, frame, size):
@@ -99,7 +99,7 @@ class _Pair:
             for k in range(self.n if key == "work" else len(a)):
                 if a[k] != b[k]:
                     raise AssertionError("%s[%d] differs: %d / %d" % (key, k, a[k], b[k]))
-        return rv, v["st"][motion.S_GAIN]
+        return rv, v["st"][motion_twin.S_GAIN]
 
 
 # ---- viper and pure twins -------------------------------------------------
@@ -162,8 +162,8 @@ def test_twins_agree_on_lighting_and_objects():
             gains.add(pair.feed(frame, 8)[1])
             gains.add(pair.feed(_signed(frame), 8)[1])
             frame = None
-    assert motion.GAIN_MIN in gains and motion.GAIN_MAX in gains, gains
-    assert [g for g in gains if motion.GAIN_MIN < g < motion.GAIN_MAX and g != 256], gains
+    assert motion_twin.GAIN_MIN in gains and motion_twin.GAIN_MAX in gains, gains
+    assert [g for g in gains if motion_twin.GAIN_MIN < g < motion_twin.GAIN_MAX and g != 256], gains
 
 
 def test_twin_detectors_give_the_same_events():

@@ -5,7 +5,7 @@ import json
 import vmtest
 
 from camwatch.board import scenes
-from camwatch.board.scenes import SCENARIOS, SceneCamera
+from camwatch.board.scenes import NAMES, SceneCamera
 
 W, H = 160, 120
 
@@ -32,7 +32,7 @@ def test_capture_is_a_signed_memoryview_over_one_buffer():
 
 
 def test_every_scenario_renders():
-    for name in SCENARIOS:
+    for name in NAMES:
         gc.collect()
         cam = SceneCamera(name)
         for _ in range(3):

@@ -52,7 +52,7 @@ A scenario is a dict (or a JSON file with one) with these keys, all optional:
     ``sway`` (ms) goes back and forth between them with that period.
     ``shape``: ``"rect"`` (default) or ``"person"`` (a head over a body).
     ``motion`` (default true): whether a person watching would call it
-    motion (false for leaves, a curtain); ``visits()`` uses it;
+    motion (false for leaves, a curtain: the tests' labels use it);
   - ``"light": {"gain", "offset"}`` with optional ``ramp_ms``: the global
     lighting goes from its previous value to this one, at once or linearly
     over ``ramp_ms`` (gain 1.0 and offset 0 at the start);
@@ -67,8 +67,7 @@ A scenario is a dict (or a JSON file with one) with these keys, all optional:
     raises OSError during that span.
 
 Ground truth for tests: ``truth(frame)`` gives the visible boxes of the
-objects at frame N, ``objects_at(t_ms)`` at a scene time, ``visits(frames)``
-the frame spans in which each object that counts as motion is in view.
+objects at frame N, ``objects_at(t_ms)`` at a scene time.
 """
 
 import array
@@ -104,136 +103,152 @@ _C_SIZE = const(16)
 # 64-bit viper reads ptr32 items without sign extension.
 _BIAS = const(4096)
 
-SCENARIOS = {
+# The named scenarios. Each is built only when asked for (a dict literal in
+# a function: its code stays in ROMFS, the dict exists only for the camera
+# being made).
+NAMES = ("default", "idle", "lighting", "crossing", "walk-and-light", "camera-fail", "room", "garden", "night")
+
+
+def scenario(name):
+    """The scenario dict called ``name`` (see NAMES), or None."""
     # A person crossing every 10 s in a furnished, textured room: motion
     # within seconds of boot, and an end between the crossings.
-    "default": {
-        "loop_ms": 10000,
-        "noise": 3,
-        "cell": 4,
-        "texture": [[16, 16], [8, 8]],
-        "events": [
-            {"at": 1000, "for": 3000,
-             "object": {"w": 24, "h": 32, "from": [-24, 44], "to": [160, 44], "level": 230}},
-        ],
-    },
+    if name == "default":
+        return {
+            "loop_ms": 10000,
+            "noise": 3,
+            "cell": 8,
+            "texture": [[16, 16], [8, 8]],
+            "events": [
+                {"at": 1000, "for": 3000,
+                 "object": {"w": 24, "h": 32, "from": [-24, 44], "to": [160, 44], "level": 230}},
+            ],
+        }
     # Nothing but noise.
-    "idle": {"noise": 3, "events": []},
+    if name == "idle":
+        return {"noise": 3, "events": []}
     # Lighting steps and ramps only, no motion.
-    "lighting": {
-        "loop_ms": 16000,
-        "noise": 3,
-        "events": [
-            {"at": 2000, "light": {"offset": 40}},
-            {"at": 4000, "light": {"offset": 0}},
-            {"at": 6000, "light": {"gain": 1.4}, "ramp_ms": 2000},
-            {"at": 9000, "light": {"gain": 0.7}},
-            {"at": 11000, "light": {"gain": 1.0, "offset": 0}, "ramp_ms": 3000},
-        ],
-    },
+    if name == "lighting":
+        return {
+            "loop_ms": 16000,
+            "noise": 3,
+            "events": [
+                {"at": 2000, "light": {"offset": 40}},
+                {"at": 4000, "light": {"offset": 0}},
+                {"at": 6000, "light": {"gain": 1.4}, "ramp_ms": 2000},
+                {"at": 9000, "light": {"gain": 0.7}},
+                {"at": 11000, "light": {"gain": 1.0, "offset": 0}, "ramp_ms": 3000},
+            ],
+        }
     # One object crossing once, left to right, then nothing.
-    "crossing": {
-        "noise": 3,
-        "events": [
-            {"at": 1000, "for": 4000,
-             "object": {"w": 24, "h": 32, "from": [-24, 40], "to": [160, 40], "level": 220}},
-        ],
-    },
+    if name == "crossing":
+        return {
+            "noise": 3,
+            "events": [
+                {"at": 1000, "for": 4000,
+                 "object": {"w": 24, "h": 32, "from": [-24, 40], "to": [160, 40], "level": 220}},
+            ],
+        }
     # Someone walks through while the light ramps up, then the light steps down.
-    "walk-and-light": {
-        "loop_ms": 12000,
-        "noise": 3,
-        "events": [
-            {"at": 1000, "for": 5000,
-             "object": {"w": 24, "h": 40, "from": [160, 60], "to": [-24, 30], "level": 25}},
-            {"at": 2000, "light": {"gain": 1.3, "offset": 10}, "ramp_ms": 3000},
-            {"at": 8000, "light": {"gain": 1.0, "offset": 0}},
-        ],
-    },
+    if name == "walk-and-light":
+        return {
+            "loop_ms": 12000,
+            "noise": 3,
+            "events": [
+                {"at": 1000, "for": 5000,
+                 "object": {"w": 24, "h": 40, "from": [160, 60], "to": [-24, 30], "level": 25}},
+                {"at": 2000, "light": {"gain": 1.3, "offset": 10}, "ramp_ms": 3000},
+                {"at": 8000, "light": {"gain": 1.0, "offset": 0}},
+            ],
+        }
     # The camera stops answering for 3 s, then comes back.
-    "camera-fail": {
-        "loop_ms": 10000,
-        "noise": 3,
-        "events": [
-            {"at": 2000, "for": 3000, "fail": True},
-            {"at": 6000, "for": 2500,
-             "object": {"w": 24, "h": 32, "from": [-24, 44], "to": [160, 44], "level": 230}},
-        ],
-    },
+    if name == "camera-fail":
+        return {
+            "loop_ms": 10000,
+            "noise": 3,
+            "events": [
+                {"at": 2000, "for": 3000, "fail": True},
+                {"at": 6000, "for": 2500,
+                 "object": {"w": 24, "h": 32, "from": [-24, 44], "to": [160, 44], "level": 230}},
+            ],
+        }
     # A room with a bright window: lights on (part of the picture clips) and
     # the sensor's exposure pulling back, a lamp on one side, a person now
     # and then. Only the person is motion.
-    "room": {
-        "loop_ms": 40000,
-        "noise": 4,
-        "cell": 4,
-        "texture": [[16, 14], [8, 8]],
-        "areas": [[104, 8, 40, 32, 225]],
-        "events": [
-            {"at": 0, "light": {"gain": 0.5}},
-            {"at": 3000, "light": {"gain": 1.8}},
-            {"at": 3200, "light": {"gain": 1.0}, "ramp_ms": 1000},
-            {"at": 7000, "for": 4000, "object": {"w": 16, "h": 48, "from": [-16, 50],
-                                                 "to": [160, 40], "level": 40,
-                                                 "shape": "person"}},
-            {"at": 15000, "for": 10000, "patch": {"w": 80, "h": 120, "from": [-16, 0],
-                                                  "gain": 1.5, "soft": 24}},
-            {"at": 18000, "for": 5000, "object": {"w": 14, "h": 40, "from": [170, 60],
-                                                  "to": [-14, 60], "level": 200,
-                                                  "shape": "person"}},
-            {"at": 28000, "light": {"offset": 30}},
-            {"at": 34000, "light": {"offset": 0}},
-        ],
-    },
+    if name == "room":
+        return {
+            "loop_ms": 40000,
+            "noise": 4,
+            "cell": 4,
+            "texture": [[16, 14], [8, 8]],
+            "areas": [[104, 8, 40, 32, 225]],
+            "events": [
+                {"at": 0, "light": {"gain": 0.5}},
+                {"at": 3000, "light": {"gain": 1.8}},
+                {"at": 3200, "light": {"gain": 1.0}, "ramp_ms": 1000},
+                {"at": 7000, "for": 4000, "object": {"w": 16, "h": 48, "from": [-16, 50],
+                                                     "to": [160, 40], "level": 40,
+                                                     "shape": "person"}},
+                {"at": 15000, "for": 10000, "patch": {"w": 80, "h": 120, "from": [-16, 0],
+                                                      "gain": 1.5, "soft": 24}},
+                {"at": 18000, "for": 5000, "object": {"w": 14, "h": 40, "from": [170, 60],
+                                                      "to": [-14, 60], "level": 200,
+                                                      "shape": "person"}},
+                {"at": 28000, "light": {"offset": 30}},
+                {"at": 34000, "light": {"offset": 0}},
+            ],
+        }
     # A garden: leaves swaying all the time top right (turn auto_mask on to
     # see them masked), a cloud dimming everything, people now and then.
-    "garden": {
-        "loop_ms": 40000,
-        "noise": 5,
-        "cell": 4,
-        "background": "gradient",
-        "level": 120,
-        "contrast": 40,
-        "texture": [[32, 30], [8, 16]],
-        "events": [
-            {"at": 0, "for": 40000, "object": {"w": 8, "h": 8, "from": [104, 8], "to": [110, 8],
-                                                "level": 50, "sway": 900, "motion": False}},
-            {"at": 0, "for": 40000, "object": {"w": 8, "h": 7, "from": [124, 16],
-                                                "to": [118, 19], "level": 190, "sway": 1300,
-                                                "motion": False}},
-            {"at": 0, "for": 40000, "object": {"w": 9, "h": 8, "from": [138, 6], "to": [143, 6],
-                                                "level": 60, "sway": 1100, "motion": False}},
-            {"at": 0, "for": 40000, "object": {"w": 8, "h": 8, "from": [114, 28],
-                                                "to": [120, 26], "level": 200, "sway": 700,
-                                                "motion": False}},
-            {"at": 12000, "for": 4000, "object": {"w": 16, "h": 44, "from": [-16, 66],
-                                                  "to": [160, 66], "level": 45,
-                                                  "shape": "person"}},
-            {"at": 20000, "light": {"gain": 0.55}, "ramp_ms": 1500},
-            {"at": 25000, "light": {"gain": 1.0}, "ramp_ms": 2500},
-            {"at": 30000, "for": 4000, "object": {"w": 16, "h": 44, "from": [160, 66],
-                                                  "to": [-16, 66], "level": 200,
-                                                  "shape": "person"}},
-        ],
-    },
+    if name == "garden":
+        return {
+            "loop_ms": 40000,
+            "noise": 5,
+            "cell": 4,
+            "background": "gradient",
+            "level": 120,
+            "contrast": 40,
+            "texture": [[32, 30], [8, 16]],
+            "events": [
+                {"at": 0, "for": 40000, "object": {"w": 8, "h": 8, "from": [104, 8], "to": [110, 8],
+                                                    "level": 50, "sway": 900, "motion": False}},
+                {"at": 0, "for": 40000, "object": {"w": 8, "h": 7, "from": [124, 16],
+                                                    "to": [118, 19], "level": 190, "sway": 1300,
+                                                    "motion": False}},
+                {"at": 0, "for": 40000, "object": {"w": 9, "h": 8, "from": [138, 6], "to": [143, 6],
+                                                    "level": 60, "sway": 1100, "motion": False}},
+                {"at": 0, "for": 40000, "object": {"w": 8, "h": 8, "from": [114, 28],
+                                                    "to": [120, 26], "level": 200, "sway": 700,
+                                                    "motion": False}},
+                {"at": 12000, "for": 4000, "object": {"w": 16, "h": 44, "from": [-16, 66],
+                                                      "to": [160, 66], "level": 45,
+                                                      "shape": "person"}},
+                {"at": 20000, "light": {"gain": 0.55}, "ramp_ms": 1500},
+                {"at": 25000, "light": {"gain": 1.0}, "ramp_ms": 2500},
+                {"at": 30000, "for": 4000, "object": {"w": 16, "h": 44, "from": [160, 66],
+                                                      "to": [-16, 66], "level": 200,
+                                                      "shape": "person"}},
+            ],
+        }
     # The room at night: dark, a noisy sensor at high gain; someone walks
     # through every 15 s.
-    "night": {
-        "loop_ms": 15000,
-        "noise": 30,
-        "row_noise": 6,
-        "cell": 4,
-        "background": "gradient",
-        "level": 28,
-        "contrast": 16,
-        "texture": [[16, 8]],
-        "events": [
-            {"at": 3000, "for": 5000, "object": {"w": 16, "h": 44, "from": [160, 44],
-                                                 "to": [-16, 44], "level": 100,
-                                                 "shape": "person"}},
-        ],
-    },
-}
+    if name == "night":
+        return {
+            "loop_ms": 15000,
+            "noise": 30,
+            "row_noise": 6,
+            "cell": 4,
+            "background": "gradient",
+            "level": 28,
+            "contrast": 16,
+            "texture": [[16, 8]],
+            "events": [
+                {"at": 3000, "for": 5000, "object": {"w": 16, "h": 44, "from": [160, 44],
+                                                     "to": [-16, 44], "level": 100,
+                                                     "shape": "person"}},
+            ],
+        }
+    return None
 
 
 # ---- rendering -----------------------------------------------------------
@@ -486,15 +501,16 @@ def _frame_buffer(size):
 
 
 def load_scenario(scenario):
-    """A scenario dict from a name in SCENARIOS, a path to a .json file, or a dict."""
+    """A scenario dict from a name in NAMES, a path to a .json file, or a dict."""
     if isinstance(scenario, dict):
         return scenario
-    if scenario in SCENARIOS:
-        return SCENARIOS[scenario]
     if scenario.endswith(".json"):
         with open(scenario) as f:
             return json.load(f)
-    raise ValueError("unknown scenario %r (have: %s)" % (scenario, ", ".join(sorted(SCENARIOS))))
+    spec = globals()["scenario"](scenario)
+    if spec is None:
+        raise ValueError("unknown scenario %r (have: %s)" % (scenario, ", ".join(NAMES)))
+    return spec
 
 
 def _span(at, ev, default=-1):
@@ -505,7 +521,7 @@ def _span(at, ev, default=-1):
 class SceneCamera:
     """The virtual board's camera.
 
-    ``scenario``: a name (see SCENARIOS), a .json path or a dict.
+    ``scenario``: a name (see NAMES), a .json path or a dict.
     ``width``, ``height``: frame size (QQVGA by default). ``frame_ms``: scene
     time per capture when ``clock`` is None. ``clock``: a function returning
     milliseconds (``time.ticks_ms``) to run the scene in real time.
@@ -630,29 +646,6 @@ class SceneCamera:
         if frame is None:
             return self.objects_at(self.t_ms)
         return self.objects_at(self.time_of(frame))
-
-    def visits(self, frames):
-        """What a person would call motion over frames 0 .. frames - 1:
-        ``[(first, full, last), ...]``, one per object that counts as motion
-        and is seen: the first frame it is in view, the first frame it is
-        wholly in view (None if never) and the last frame it is in view."""
-        out = []
-        for obj in self._objects:
-            if not obj[11]:
-                continue
-            first = full = last = None
-            for n in range(frames):
-                box = self._place(obj, self._scene_ms(self.time_of(n)))
-                if box is None:
-                    continue
-                if first is None:
-                    first = n
-                last = n
-                if full is None and box[2] == obj[2] and box[3] == obj[3]:
-                    full = n
-            if first is not None:
-                out.append((first, full, last))
-        return out
 
     def light_at(self, t_ms):
         """(gain x256, offset) of the lighting at scene time t_ms."""
