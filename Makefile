@@ -10,6 +10,7 @@
 #   make repl    PORT=/dev/ttyUSB0
 #   make test-hw PORT=/dev/ttyUSB0 run tests/vm on the board (deploys the app first)
 #   make romfs | firmware MICROPY_DIR=... | bench | clean
+#   make soak [SOAK_SECONDS=3600]  the soak test for an hour (2 minutes of it run in `make test`)
 #
 # Variables: BOARD (default esp32cam, or vboard for the virtual board's port; `make boards` lists them), PORT,
 # HTTP_PORT (8080) and HOST (127.0.0.1; 0.0.0.0 for a phone on the LAN) for
@@ -23,7 +24,7 @@ BOARD ?=
 PORT ?=
 export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS MQTT MQTT_PORT N FRESH DNS_PORT
 
-.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto fleet
+.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto fleet soak
 
 venv: $(STAMP)
 
@@ -91,6 +92,9 @@ mosquitto:
 
 test: venv chromium mosquitto
 	$(PY) -m pytest -q tests
+
+soak: venv
+	SOAK_SECONDS=$(or $(SOAK_SECONDS),3600) $(PY) -m pytest -q -s tests/test_soak.py
 
 clean:
 	rm -rf build .pytest_cache

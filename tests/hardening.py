@@ -2,6 +2,8 @@
 board, from a chosen loopback address, and reading what the board says."""
 
 import json
+import os
+import shutil
 import socket
 import time
 
@@ -84,3 +86,52 @@ def wait_for(cond, timeout, what, interval=0.1):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
+
+
+def hooked_flash(flash):
+    """Add the test-only load hook (tests/hooks/loadhook.py) to a virtual
+    board's flash folder: its main.py imports it before starting the app."""
+    shutil.copyfile(os.path.join(HOOKS, "loadhook.py"), os.path.join(str(flash), "loadhook.py"))
+    main = os.path.join(str(flash), "main.py")
+    with open(main) as f:
+        text = f.read()
+    with open(main, "w") as f:
+        f.write("import loadhook  # test-only: tests/hooks/loadhook.py\n" + text)
+
+
+def set_load(vb, **cfg):
+    """Steer the load hook (see tests/hooks/loadhook.py): ``rate``, ``size``,
+    ``fill_free``. Returns once the board has applied it."""
+    folder = os.path.join(vb.flash, ".vboard")
+    os.makedirs(folder, exist_ok=True)
+    mark = vb.console_offset()
+    tmp = os.path.join(folder, "load.json.new")
+    with open(tmp, "w") as f:
+        json.dump(cfg, f)
+    os.replace(tmp, os.path.join(folder, "load.json"))
+    vb.wait_console("loadhook: rate", timeout=20, start=mark)
+
+
+def start_board(tmp_path, hooked=False, env=None, **settings):
+    """A running virtual board (ROMFS, as `make run`) on a fresh flash folder
+    with ``settings``; ``hooked`` adds the load hook. Stop it when done."""
+    from conftest import board_flash, free_port, write_settings
+    from tools.vboard import VirtualBoard
+
+    flash = tmp_path / "flash"
+    romfs = board_flash(flash)
+    if hooked:
+        hooked_flash(flash)
+    write_settings(flash, **settings)
+    vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port(), romfs=romfs,
+                      env=env)
+    vb.start()
+    try:
+        vb.wait_http(timeout=30)
+    except BaseException:
+        vb.stop()
+        raise
+    return vb

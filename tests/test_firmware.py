@@ -260,33 +260,57 @@ def test_corrupt_settings_are_reported_and_defaults_used(flash, tmp_path):
 
 
 def test_wifi_drop_closes_streams_refuses_connections_then_serves_again(board):
+    # and a client that comes back with Last-Event-ID misses nothing the
+    # ring held: the events of the drop itself included
     with Stream(board.url) as s:
-        s.next(timeout=10)
+        last = s.next(timeout=10).id
         board.wifi_drop(3)
         with pytest.raises(ConnectionError):
             while True:
-                s.next(timeout=10)
+                last = s.next(timeout=10).id
     with pytest.raises(OSError):
         urllib.request.urlopen(board.url + "api/status", timeout=2)
     status = json.loads(board.wait_http(timeout=30))
     assert status["wifi"]["state"] == "connected"
     assert "wifi: lost camwatch-lab, reconnecting" in board.console()
+    newest = id_number(status["last_event_id"])
+    assert newest > id_number(last)  # things happened while it was away
+    with Stream(board.url, last_event_id=last) as s:
+        back = [s.next(timeout=10) for _ in range(newest - id_number(last))]
+    assert [id_number(e.id) for e in back] == list(range(id_number(last) + 1, newest + 1))
+    assert "resync" not in [e.event for e in back]
+    kinds = [json.loads(e.data)["kind"] for e in back if e.event == "status"]
+    assert "wifi" in kinds, kinds
 
 
 def test_a_failing_camera_is_reported_retried_and_recovers(flash, tmp_path):
+    # the scene's camera fails 2 s into the run for 3 s: while it is down,
+    # telemetry goes on, the API answers and /snapshot says why it cannot
     write_settings(flash, telemetry_s=1)
     vb = boot(flash, tmp_path, env={"CAMWATCH_SCENE": "camera-fail"})
     try:
         with Stream(vb.url) as s:
-            states = []
+            states, during = [], []
             deadline = time.monotonic() + 30
             while states[-2:] != ["error", "ok"] and time.monotonic() < deadline:
-                data = json.loads(s.next(timeout=30, event="status").data)
-                if data["kind"] == "camera":
+                ev = s.next(timeout=30)
+                data = json.loads(ev.data)
+                if ev.event == "status" and data["kind"] == "camera":
                     states.append(data["state"])
+                    if data["state"] == "error":
+                        code, _, body = get(vb, "snapshot")
+                        assert code == 503 and json.loads(body)["camera"] == "error"
+                        assert json.loads(get(vb, "api/status")[2])["camera"] == "error"
+                elif ev.event == "telemetry" and states[-1:] == ["error"]:
+                    during.append(data["uptime_s"])
             assert states[-2:] == ["error", "ok"], states
+            assert during, "no telemetry while the camera was down"
             # the rest of the board kept working meanwhile
             assert s.next(timeout=5, event="telemetry")
+            deadline = time.monotonic() + 10
+            while get(vb, "snapshot")[0] != 200:  # once the new camera has a frame
+                assert time.monotonic() < deadline, "no snapshot after the camera came back"
+                time.sleep(0.2)
     finally:
         vb.stop()
 

@@ -48,7 +48,7 @@ class App:
         self._load_warnings = self.settings.load()
         s = self.settings
         self.hub = Hub(size=s["ring_size"], max_clients=s["streams_max"],
-                       heartbeat=s["heartbeat_s"])
+                       heartbeat=s["heartbeat_s"], sndbuf=board.stream_sndbuf)
         self.status = Status(self.hub)
         self.fps = 0.0
         self.camera_state = "starting"
@@ -63,6 +63,7 @@ class App:
         self._net_up = asyncio.Event()
         self._net_down = asyncio.Event()
         self.parts = []
+        self._heap_short = False  # new streams refused for want of heap
         add_routes(self)
         # capabilities: each owns its routes, task and settings keys
         self.clock = self.add(Clock(self))
@@ -210,6 +211,27 @@ class App:
 
     # -- the rest -------------------------------------------------------------
 
+    def heap_too_low(self):
+        """True when the heap cannot afford a new stream: under
+        ``heap_warn_bytes`` free after a collection (what telemetry warns
+        about), so what is left keeps the open streams, the API and detection
+        going. New streams are then told busy (the browser retries by
+        itself), with one warning until the heap recovers."""
+        need = self.settings["heap_warn_bytes"]
+        if gc.mem_free() >= need:  # garbage counts as used: surely enough
+            self._heap_short = False
+            return False
+        gc.collect()
+        free = gc.mem_free()
+        if free >= need:
+            self._heap_short = False
+            return False
+        if not self._heap_short:
+            self._heap_short = True
+            self.status.report("warning", "low heap: %d bytes free; new streams refused "
+                               "until it recovers" % free, {"heap_free": free})
+        return True
+
     async def watchdog(self):
         self.board.start_watchdog(WATCHDOG_MS)
         while True:
@@ -316,7 +338,7 @@ def add_routes(app):
 
     @web.get("/events")
     async def events(request):
-        return await app.hub.serve(request)
+        return await app.hub.serve(request, busy=app.heap_too_low())
 
     @web.get("/api/status")
     async def status(request):

@@ -47,6 +47,7 @@ _HEAD = (b"HTTP/1.0 200 OK\r\n"
          b"Cache-Control: no-cache\r\n\r\n")
 _HEARTBEAT = format_event(b"", comment=True)
 _LINGER_OFF = b"\x01\0\0\0\0\0\0\0"  # struct linger {1, 0}, little-endian ints
+_SO_SNDBUF = getattr(socket, "SO_SNDBUF", 7)  # Linux's number where the port names none
 
 try:
     _sleep_ms = asyncio.sleep_ms
@@ -124,6 +125,10 @@ class Hub:
     :param batch: most bytes joined into one socket write when a client
         catches up from the ring (a single larger frame is written alone).
         One buffer of this size serves the whole hub.
+    :param sndbuf: if given, each stream's socket send buffer (SO_SNDBUF),
+        where the port lets it be set. A stalled client is noticed once the
+        buffer is full: lwIP's on the ESP32 holds about 5.7 KB, a desktop
+        OS's grows to megabytes (minutes of events) unless set.
 
     One ticker task runs while streams are open, every
     ``min(1, heartbeat / 4, stall_timeout / 4)`` seconds: heartbeats and
@@ -148,12 +153,13 @@ class Hub:
     """
 
     def __init__(self, size=32, max_clients=4, heartbeat=15, stall_timeout=5,
-                 retry=3, batch=1024):
+                 retry=3, batch=1024, sndbuf=None):
         self.boot = "%06x" % int.from_bytes(os.urandom(3), "big")
         self._ring = Ring(size, self.boot)
         self._slots = [_Slot() for _ in range(max_clients)]
         self.max_clients = max_clients
         self.retry = retry
+        self.sndbuf = sndbuf
         self._heartbeat_ms = int(heartbeat * 1000)
         self._stall_ms = int(stall_timeout * 1000)
         periods = [self._stall_ms]
@@ -258,7 +264,7 @@ class Hub:
         """Mount the stream in a Microdot ``app`` as ``GET path``."""
         app.route(path)(self.serve)
 
-    async def serve(self, request):
+    async def serve(self, request, busy=False):
         """Microdot handler: stream events to this request's client.
 
         Writes the response itself and returns
@@ -266,9 +272,13 @@ class Hub:
         up or stalled, a write failed, or ``close()`` was called); Microdot
         then closes the socket. Any ``OSError`` on a write ends the stream
         quietly. ``after_request`` handlers do not see this response.
+
+        :param busy: answer ``busy`` as over the cap even if a slot is free
+            (the app cannot afford another stream now, e.g. low on memory);
+            the browser retries by itself.
         """
         reader, writer = request.sock
-        slot = self._claim(reader, writer)
+        slot = None if busy else self._claim(reader, writer)
         if slot is None:
             self.busy += 1
             try:
@@ -324,6 +334,11 @@ class Hub:
         slot.sent_at = ticks_ms()
         if slot.sock is None:  # CPython: let drain() wait until all is sent
             writer.transport.set_write_buffer_limits(0)
+        elif self.sndbuf:
+            try:
+                slot.sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUF, self.sndbuf)
+            except Exception:  # not every port lets it be set
+                pass
         self.clients += 1
         if self.clients > self.clients_peak:
             self.clients_peak = self.clients

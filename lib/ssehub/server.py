@@ -44,6 +44,8 @@ _CHUNK = const(512)  # bytes asked for per read of the head
 _LOG_WINDOW_MS = const(10000)
 _LOG_LINES = const(5)  # console lines per window about refused requests
 
+_NO_MEMORY = (b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\n"
+              b"Content-Length: 0\r\n\r\n")
 _REASONS = {
     400: "Bad Request",
     411: "Length Required",
@@ -139,7 +141,7 @@ class Server(Microdot):
         self.max_body = max_body
         #: connections closed because their request did not come in time
         self.timeouts = 0
-        #: requests answered 4xx here because they were malformed or too big
+        #: requests refused here: malformed or too big (4xx), or no memory (503)
         self.refused = 0
         self._log_since = ticks_ms()
         self._logged = 0
@@ -218,7 +220,7 @@ class Server(Microdot):
         try:
             return Request(self, peer(writer.get_extra_info("peername")), method, url,
                            version[5:], headers, body=body, sock=(reader, writer))
-        except Exception:  # what Microdot parses itself: the query string
+        except ValueError:  # what Microdot parses itself: the query string
             raise _Refused(400, "bad query string")
 
     # -- answering ------------------------------------------------------------
@@ -273,7 +275,14 @@ class Server(Microdot):
         except asyncio.TimeoutError:
             self.timeouts += 1
             req = None
-        except Exception:  # a socket error, a body cut short, no memory
+        except MemoryError:
+            self._note("http: 503: out of memory reading a request")
+            try:
+                writer.write(_NO_MEMORY)
+            except Exception:
+                pass
+            req = None
+        except Exception:  # a socket error, a body cut short
             req = None
         if req is None:
             await _close(writer)

@@ -118,6 +118,7 @@ class Board:
     platform = "esp32"
     settings_overrides = {}
     claim_window_s = 600  # an unclaimed board takes an admin password this long after boot
+    stream_sndbuf = None  # lwIP's own small send buffer (TCP_SND_BUF) is kept
 
     def __init__(self, info):
         self.info = info

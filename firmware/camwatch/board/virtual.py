@@ -127,6 +127,10 @@ class Board:
     platform = "virtual"
     # the virtual board joins a simulated LAN by default, the common path
     settings_overrides = {"wifi_ssid": "camwatch-lab", "http_port": 8080}
+    # a stream's socket send buffer, about lwIP's on the ESP32 (TCP_SND_BUF
+    # 5744 bytes) instead of Linux's, which grows to megabytes: a client
+    # that stops reading is noticed after as little data as on a board
+    stream_sndbuf = 4096
 
     def __init__(self, info):
         self.info = info
