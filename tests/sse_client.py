@@ -119,3 +119,24 @@ def id_number(event_id):
 
 def boot_tag(event_id):
     return event_id.rsplit("-", 1)[0]
+
+
+def connect(url, timeout=30, **kw):
+    """A stream as a browser's EventSource gets one: told ``busy``, it waits
+    the ``retry`` the board sent and connects again, for up to ``timeout`` s.
+
+    Returns ``(stream, first event, times told busy)``.
+    """
+    deadline = time.monotonic() + timeout
+    told_busy = 0
+    while True:
+        s = Stream(url, **kw)
+        ev = s.next(timeout=max(0.1, deadline - time.monotonic()))
+        if ev.event != "busy":
+            return s, ev, told_busy
+        s.close()
+        told_busy += 1
+        wait = (s.retry or 3000) / 1000
+        if time.monotonic() + wait > deadline:
+            raise TimeoutError("still busy after %d tries in %s s" % (told_busy, timeout))
+        time.sleep(wait)  # the board's own retry interval, as EventSource waits
