@@ -24,7 +24,7 @@ BOARD ?=
 PORT ?=
 export BOARD PORT HTTP_PORT HOST MICROPY_DIR FIRMWARE FIRMWARE_URL ROMFS MQTT MQTT_PORT N FRESH DNS_PORT
 
-.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto fleet soak
+.PHONY: run test venv build boards flash deploy install repl romfs firmware bench clean chromium test-hw mosquitto fleet soak fuzz
 
 venv: $(STAMP)
 
@@ -92,6 +92,9 @@ mosquitto:
 
 test: venv chromium mosquitto
 	$(PY) -m pytest -q tests
+
+fuzz: venv
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(PY) -m pytest -q -s tests/test_fuzz.py
 
 soak: venv
 	SOAK_SECONDS=$(or $(SOAK_SECONDS),3600) $(PY) -m pytest -q -s tests/test_soak.py

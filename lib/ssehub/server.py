@@ -40,6 +40,11 @@ except ImportError:  # CPython
 
 _MAX_LINES = const(64)  # request line and headers
 _MAX_LINE = const(2048)  # the request line
+# The path, without the query. Microdot matches routes with `re`, whose
+# matcher recurses once per character: a path of about 1,000 characters
+# overflows the VM's stack (RuntimeError, "maximum recursion depth"), and a
+# board's stack is smaller. No route of ours needs more than a few dozen.
+_MAX_PATH = const(255)
 _CHUNK = const(512)  # bytes asked for per read of the head
 _LOG_WINDOW_MS = const(10000)
 _LOG_LINES = const(5)  # console lines per window about refused requests
@@ -191,6 +196,9 @@ class Server(Microdot):
             raise _Refused(400, "bad method")
         if not url.startswith("/"):
             raise _Refused(400, "the path must start with /")
+        q = url.find("?")
+        if (len(url) if q < 0 else q) > _MAX_PATH:
+            raise _Refused(414, "path over %d bytes" % _MAX_PATH)
         if version not in ("HTTP/1.0", "HTTP/1.1"):
             raise _Refused(400, "HTTP/1.0 or HTTP/1.1 only")
         headers = NoCaseDict()
