@@ -179,12 +179,31 @@ class Settings:
         return self.values[key]
 
     def load(self):
-        """Read the file; return a list of warnings (empty when all is well)."""
+        """Read the file; return a list of warnings (empty when all is well).
+
+        A save cut short (a power cut, a reset) leaves the old file and
+        perhaps a ``.new`` beside it, which is dropped. Where the filesystem
+        cannot rename over a file (FAT: the old file is removed first), a cut
+        between the two steps leaves only the ``.new``, complete: it is
+        taken and renamed into place.
+        """
+        tmp = self.path + ".new"
+        try:
+            os.stat(self.path)
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass  # the usual case: no save was cut short
+        except OSError:
+            try:
+                os.rename(tmp, self.path)
+            except OSError:
+                return []  # no file yet: defaults
         try:
             with open(self.path) as f:
                 data = json.load(f)
         except OSError:
-            return []  # no file yet: defaults
+            return []
         except ValueError:
             return ["settings file is corrupt; using defaults"]
         if not isinstance(data, dict):
