@@ -100,3 +100,70 @@ def test_writes_without_or_with_a_wrong_password_change_nothing(board):
         assert code == 401, (body, answer)
     assert open(path, "rb").read() == before
     assert json.loads(raw(board, request("GET", "/api/settings"))[2])["threshold"] == 16
+
+
+def test_secrets_never_leave_the_board(vboard_fs, tmp_path):
+    # tried: a board with every secret set to a value found nowhere else (the
+    # admin password, the Wi-Fi password of a WPA2 network it joins, the
+    # access-point password, the MQTT password), reporting to a broker that
+    # takes that password; with a stream open the whole time: every GET
+    # route, a wrong admin password, a settings change, an MQTT password the
+    # broker refuses and then the right one again; checked: no secret, nor
+    # the admin password's hash or salt, nor the wrong guess, in any answer,
+    # any event, any MQTT message (all topics, retained ones too) or on the
+    # console
+    from mqtt_broker import Watcher
+    from tools.mosquitto import Broker
+
+    admin, wifi, ap = "Adm1n-zebra-7731", "W1fi-okapi-4410", "Ap-quokka-9266"
+    mqtt, mqtt_bad, guess = "Mqtt-narwhal-5518", "Mqtt-ibex-3309", "Wr0ng-tapir-1234"
+    with Broker(tmp_path / "broker", users={"cam": mqtt, "watcher": "w"}) as broker:
+        flash = tmp_path / "flash"
+        romfs = board_flash(flash)
+        os.makedirs(flash / ".vboard")
+        with open(flash / ".vboard" / "wlan.json", "w") as f:
+            json.dump([{"ssid": "Home", "rssi": -50, "password": wifi}], f)
+        path = write_settings(flash, admin_password=admin, wifi_ssid="Home", wifi_password=wifi,
+                              ap_password=ap, mqtt_host="127.0.0.1", mqtt_port=broker.port,
+                              mqtt_user="cam", mqtt_password=mqtt, telemetry_s=1)
+        with open(path) as f:
+            stored = json.load(f)
+        secrets = [admin, wifi, ap, mqtt, mqtt_bad, guess, stored["admin_hash"],
+                   stored["admin_salt"]]
+        watch = Watcher(broker, user="watcher", password="w")
+        vb = VirtualBoard(str(flash), str(tmp_path / "tty"), http_port=free_port(), romfs=romfs)
+        vb.start()
+        seen = []
+        try:
+            vb.wait_http(timeout=30)
+            stream = Stream(vb.url)
+            online = lambda m: m.topic.endswith("/availability") and m.payload == b"online"
+            watch.wait(online, timeout=30, what="the board online")
+            for route in ("/", "/index.html", "/settings.js", "/api/status", "/api/settings",
+                          "/api/wifi", "/api/wifi/scan", "/snapshot", "/generate_204"):
+                seen.append(raw(vb, request("GET", route))[2])
+            for body in ({"password": guess, "settings": {"sensitivity": 60}},
+                         {"password": admin, "settings": {"sensitivity": 60}},
+                         {"password": admin, "settings": {"mqtt_password": mqtt_bad}}):
+                seen.append(post_settings(vb, body, "127.0.0.5")[2] or b"")
+            vb.wait_console("refused the connection (", timeout=30)
+            mark = watch.mark()
+            seen.append(post_settings(vb, {"password": admin, "settings":
+                                           {"mqtt_password": mqtt}}, "127.0.0.5")[2])
+            watch.wait(online, timeout=90, start=mark, what="the board online again")
+            for _ in range(3):
+                stream.next(timeout=10, event="telemetry")
+            seen.append(stream.raw)
+            stream.close()
+        finally:
+            vb.stop()
+            watch.close()
+    answers = [s if isinstance(s, bytes) else json.dumps(s).encode() for s in seen[:-1]]
+    events, console = seen[-1], vb.console().encode()
+    messages = [m.topic.encode() + b" " + m.payload for m in watch.messages]
+    print("searched %d answers, %d bytes of events, %d MQTT messages, %d bytes of console"
+          % (len(answers), len(events), len(messages), len(console)))
+    assert b"event: telemetry" in events and messages
+    for secret in secrets:
+        for text in answers + [events, console] + messages:
+            assert secret.encode() not in text, (secret, text[:2000])
