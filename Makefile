@@ -64,7 +64,7 @@ repl: venv
 test-hw: venv
 	$(PY) -m tools test-hw $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(TESTHW_ARGS)
 
-bench: venv mosquitto
+bench: venv mosquitto chromium
 	$(PY) -m tools bench
 
 # The browser tests drive Debian's chromium; install it when it is missing.

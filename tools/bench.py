@@ -421,11 +421,211 @@ def section_mqtt(bench):
                  "bytes")
 
 
+def fanout(bench, mode, clients, seconds=3, heap=2 * 1024 * 1024, pace_ms=0):
+    """Events delivered a second to ``clients`` SSE clients over loopback by
+    tests/bench/fanout_server.py in ``mode`` (hub or naive), counted by the
+    clients over ``seconds`` after a one-second warm-up. The VM gets a big
+    heap here: upstream sse.send() queues without bound and would otherwise
+    end the run with MemoryError (the heap figures are in the vm section)."""
+    import socket
+
+    from tools.vboard import micropython_command
+
+    port = _free_port()
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", bench.fs,
+                                                  os.path.join(bench.fs, "lib")]))
+    proc = subprocess.Popen([micropython_command(), "-X", "heapsize=%d" % heap,
+                             "fanout_server.py", mode, str(port), str(pace_ms)],
+                            cwd=BENCH_DIR, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    socks = []
+    try:
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("fanout server did not start")
+        output = []  # keep the pipe drained; a MemoryError shows here
+        threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        counts = [0] * clients
+        stop = threading.Event()
+        counting = threading.Event()
+
+        def read(i, s):
+            tail = b""
+            while not stop.is_set():
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if counting.is_set():
+                    counts[i] += (tail + data).count(b"event: telemetry")
+                tail = data[-20:]
+
+        for i in range(clients):
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
+            socks.append(s)
+            threading.Thread(target=read, args=(i, s), daemon=True).start()
+        time.sleep(1)
+        counting.set()
+        time.sleep(seconds)
+        counting.clear()
+        stop.set()
+        time.sleep(0.2)
+        proc.kill()
+        proc.wait()
+        time.sleep(0.1)
+        failed = b"MemoryError" in b"".join(output)
+        return sum(counts) / seconds, min(counts) / seconds, not failed
+    finally:
+        for s in socks:
+            s.close()
+        proc.kill()
+        proc.wait()
+
+
+def section_fanout(bench, runs=3):
+    """Fan-out: events delivered a second to 1, 4 and 8 SSE clients, hub vs naive Microdot.
+
+    The naive broadcast is the usual Microdot pattern: a shared
+    asyncio.Event, each stream's handler calling microdot.sse's send().
+    Both publish one telemetry-sized event as fast as the event loop lets
+    them; the figure is what the clients receive (all clients together),
+    median of ``runs`` fresh VMs, and whether the server ran out of memory
+    (2 MB heap). Loopback and the host's CPU: the ratio is the figure to
+    read, not the rate.
+    """
+    for clients in (1, 4, 8):
+        got = {}
+        for mode in ("hub", "naive"):
+            totals, slowest, died = [], [], 0
+            for _ in range(runs):
+                total, low, alive = fanout(bench, mode, clients)
+                totals.append(total)
+                slowest.append(low)
+                died += not alive
+            got[mode] = statistics.median(totals)
+            bench.figure("%s, %d client(s): deliveries/s (all clients)" % (mode, clients),
+                         None, "events/s", runs=totals,
+                         note="slowest client %.0f/s%s" % (
+                             statistics.median(slowest),
+                             ", MemoryError in %d of %d runs" % (died, runs) if died else ""))
+        bench.figure("hub / naive deliveries, %d client(s)" % clients,
+                     got["hub"] / got["naive"] if got["naive"] else None, "x",
+                     goal=">= 3x at 8 clients" if clients == 8 else None)
+
+
+_LATENCY_JS = """
+([streams, seconds]) => new Promise((done) => {
+  const lat = streams.map(() => []);
+  const sources = [];
+  for (let i = 0; i < streams.length; i++) {
+    const es = new EventSource('/events');
+    es.addEventListener('load', (e) => {
+      const now_us = (performance.timeOrigin + performance.now()) * 1000;
+      lat[i].push((now_us - JSON.parse(e.data).t_us) / 1000);
+    });
+    sources.push(es);
+  }
+  setTimeout(() => { sources.forEach((es) => es.close()); done(lat); }, seconds * 1000);
+})
+"""
+
+
+def _percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return None
+    k = (len(values) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def browser_latency(bench, streams, seconds, rate=20):
+    """Run the app with the test-only load hook (tests/hooks/loadhook.py)
+    publishing ``rate`` stamped events a second while detection runs, and
+    read them in headless Chromium with ``streams`` EventSources for
+    ``seconds``. Return the publish-to-browser latencies in ms (all streams)
+    and the fps the board reported."""
+    from playwright.sync_api import sync_playwright
+
+    from tools.deploy import admin_hash
+    from tools.vboard import VirtualBoard, prepare_flash
+
+    chromium = os.environ.get("CAMWATCH_CHROMIUM", "/usr/bin/chromium")
+    flash = tempfile.mkdtemp(prefix="camwatch-bench-latency-")
+    image = prepare_flash(flash, "vboard", True)
+    shutil.copyfile(os.path.join(ROOT, "tests", "hooks", "loadhook.py"),
+                    os.path.join(flash, "loadhook.py"))
+    with open(os.path.join(flash, "main.py")) as f:
+        main = f.read()
+    with open(os.path.join(flash, "main.py"), "w") as f:
+        f.write("import loadhook  # bench only: tests/hooks/loadhook.py\n" + main)
+    salt, digest = admin_hash("bench")
+    with open(os.path.join(flash, "settings.json"), "w") as f:
+        json.dump({"telemetry_s": 1, "admin_salt": salt, "admin_hash": digest}, f)
+    os.makedirs(os.path.join(flash, ".vboard"))
+    with open(os.path.join(flash, ".vboard", "load.json"), "w") as f:
+        json.dump({"rate": rate, "size": 0}, f)
+    vb = VirtualBoard(flash, os.path.join(flash, ".tty"), http_port=_free_port(), romfs=image)
+    try:
+        vb.start()
+        vb.wait_http(timeout=30)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium,
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(vb.url + "api/status")
+            lat = page.evaluate(_LATENCY_JS, [list(range(streams)), seconds])
+            browser.close()
+        with urllib.request.urlopen(vb.url + "api/status", timeout=5) as r:
+            status = json.loads(r.read())
+        return [x for per in lat for x in per[rate:]], status["fps"]  # the first second warms up
+    finally:
+        vb.stop()
+        shutil.rmtree(flash, ignore_errors=True)
+
+
+def section_latency(bench):
+    """Publish -> browser latency: headless Chromium's EventSource, 1 and 4 streams.
+
+    Events stamped with the VM's wall clock when published (20 a second,
+    from the test-only load hook) are timed where the page receives them,
+    on the same host's clock, while detection runs. Loopback, so this is
+    the board's own delay (event loop, hub, socket) plus the browser's.
+    """
+    seconds = max(10, bench.seconds // 2)
+    for streams in (1, 4):
+        lat, fps = browser_latency(bench, streams, seconds)
+        if not lat:
+            bench.figure("publish -> browser latency, %d stream(s)" % streams, None, "ms",
+                         note="no events arrived")
+            continue
+        bench.figure("publish -> browser latency p50, %d stream(s)" % streams,
+                     _percentile(lat, 50), "ms")
+        bench.figure("publish -> browser latency p99, %d stream(s)" % streams,
+                     _percentile(lat, 99), "ms", goal="p99 <= 50 ms on loopback",
+                     note="%d events over %d s, max %.1f ms, detection at %.1f fps"
+                     % (len(lat), seconds, max(lat), fps))
+
+
 SECTIONS = [
     ("vm", section_vm_scripts),
     ("imports", section_imports),
     ("app_heap", section_app_heap),
     ("mqtt", section_mqtt),
+    ("fanout", section_fanout),
+    ("latency", section_latency),
 ]
 
 
