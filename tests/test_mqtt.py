@@ -263,7 +263,11 @@ def test_reconnects_after_the_broker_restarts_and_drops_telemetry_first(persiste
                if event == "status" and data.get("mqtt") == "down")
     kept = [n for n in range(down + 1, last + 1) if n in got and sse[n][0] == "telemetry"]
     assert min(kept) > max(missing), (kept, missing)
-    assert final["mqtt_dropped"] == len(missing)  # and telemetry says how many
+    # and telemetry counts them: every missing event was dropped; the count
+    # may be higher by what was in flight when the connection broke (sent,
+    # never acknowledged, dropped from the outbox, yet received by the broker)
+    assert len(missing) <= final["mqtt_dropped"] <= len(missing) + 8, \
+        (final["mqtt_dropped"], missing)  # 8: the bridge's QoS 1 window
     status = [m.json() for m in watch.messages if m.topic == PREFIX + "/event/status"]
     assert any(s.get("mqtt") == "down" for s in status), status  # told while it was away
     watch.close()
