@@ -569,6 +569,119 @@ def section_boot(bench, runs=5):
                  note="VM start, imports from ROMFS, 0.3 s simulated Wi-Fi join, first /events")
 
 
+# A published MicroPython benchmark with ESP32 results: pystone_lowmem
+# (PyPI micropython-pystone_lowmem 3.4.2-4, fetched at bench time, pinned by
+# digest) gave 1661 pystones/s on an ESP32 at 240 MHz with MicroPython v1.12
+# (micropython/micropython#5673, where the same board on a later dev build
+# gave 499: the figure moves with the firmware).
+PYSTONE_URL = ("https://files.pythonhosted.org/packages/2b/e9/cd38fe0fe0024193e6b8132b8c370c28"
+               "ccd4bd8fae92dd5ae3b54d08768f/micropython-pystone_lowmem-3.4.2-4.tar.gz")
+PYSTONE_SHA256 = "3d5cd43a7b21539d55ad5de85a273c4c4025296a78525774b1583e22b6cd1c5c"
+ESP32_PYSTONES = 1661
+ESP32_SOURCE = "MicroPython v1.12, ESP32 at 240 MHz, micropython/micropython#5673"
+
+
+def _pystone_dir(bench):
+    """build/bench/pystone/ with pystone_lowmem.py from the pinned package."""
+    import hashlib
+    import tarfile
+
+    out = os.path.join(bench.out_dir, "pystone")
+    module = os.path.join(out, "pystone_lowmem.py")
+    if os.path.exists(module):
+        return out
+    cache = os.path.join(ROOT, ".cache", "bench")
+    os.makedirs(cache, exist_ok=True)
+    tarball = os.path.join(cache, os.path.basename(PYSTONE_URL))
+    if not os.path.exists(tarball):
+        with urllib.request.urlopen(PYSTONE_URL, timeout=60) as r, open(tarball + ".part", "wb") as f:
+            f.write(r.read())
+        os.replace(tarball + ".part", tarball)
+    with open(tarball, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    if digest != PYSTONE_SHA256:
+        raise RuntimeError("%s: sha256 %s, expected %s" % (tarball, digest, PYSTONE_SHA256))
+    os.makedirs(out, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        member = [m for m in tar.getmembers() if m.name.endswith("/pystone_lowmem.py")][0]
+        with tar.extractfile(member) as src, open(module, "wb") as dst:
+            dst.write(src.read())
+    return out
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def section_esp32_cpu(bench, runs=3):
+    """An ESP32 CPU budget, derived: pystones on the VM against a published ESP32 figure.
+
+    1. pystone_lowmem on the VM (heap capped as the board's), median of
+       ``runs``: the VM's speed in the unit an ESP32 figure was published in.
+    2. The app on the virtual board for ``bench.seconds`` with 4 open streams,
+       detection at ``fps_max`` and telemetry: the VM process's CPU seconds
+       per wall second.
+    3. ESP32 share = VM share x (VM pystones / ESP32 pystones): the same
+       bytecode work, slower by the ratio.
+    The estimate leans high for detection, which is viper (machine code on
+    both, where the ESP32 loses less than on bytecode), and leaves out what
+    the VM does not do itself (the host kernel runs its TCP/IP; lwIP and
+    Wi-Fi run on the ESP32's other core).
+    """
+    from tools.deploy import admin_hash
+    from tools.vboard import VirtualBoard, prepare_flash
+
+    folder = _pystone_dir(bench)
+    stones = []
+    for _ in range(runs):
+        from tools.vboard import micropython_command
+
+        proc = subprocess.run([micropython_command(), "-X", "heapsize=%d" % bench.heap, "-c",
+                               "import pystone_lowmem as p; print(p.pystones(20000)[1])"],
+                              cwd=folder, env=dict(os.environ, MICROPYPATH=folder),
+                              capture_output=True, text=True, timeout=120)
+        stones.append(float(proc.stdout.split()[-1]))
+    vm = bench.figure("pystone_lowmem on the VM", None, "pystones/s", runs=stones)["median"]
+    ratio = vm / ESP32_PYSTONES
+    bench.figure("VM / ESP32 speed on pystone", ratio, "x",
+                 note="ESP32: %d pystones/s (%s)" % (ESP32_PYSTONES, ESP32_SOURCE))
+
+    flash = tempfile.mkdtemp(prefix="camwatch-bench-cpu-")
+    image = prepare_flash(flash, "vboard", True)
+    salt, digest = admin_hash("bench")
+    with open(os.path.join(flash, "settings.json"), "w") as f:
+        json.dump({"admin_salt": salt, "admin_hash": digest}, f)
+    vb = VirtualBoard(flash, os.path.join(flash, ".tty"), http_port=_free_port(), romfs=image)
+    conns = []
+    try:
+        vb.start()
+        vb.wait_http(timeout=30)
+        for _ in range(4):
+            conn = urllib.request.urlopen(vb.url + "events", timeout=30)
+            conns.append(conn)
+            threading.Thread(target=lambda c=conn: [None for _ in c], daemon=True).start()
+        time.sleep(3)
+        pid = vb._proc.pid
+        c0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(bench.seconds)
+        c1, t1 = _cpu_seconds(pid), time.monotonic()
+        with urllib.request.urlopen(vb.url + "api/status", timeout=5) as r:
+            status = json.loads(r.read())
+    finally:
+        for c in conns:
+            c.close()
+        vb.stop()
+        shutil.rmtree(flash, ignore_errors=True)
+    share = (c1 - c0) / (t1 - t0)
+    bench.figure("camwatch on the VM: CPU share", 100 * share, "%",
+                 note="4 streams, detection at %.1f fps, telemetry, %d s" % (status["fps"],
+                                                                             bench.seconds))
+    bench.figure("camwatch on an ESP32 (estimate): CPU share of one core", 100 * share * ratio, "%",
+                 note="%.2f%% x %.0f (VM / ESP32 on pystone)" % (100 * share, ratio))
+
+
 _LATENCY_JS = """
 ([streams, seconds]) => new Promise((done) => {
   const lat = streams.map(() => []);
@@ -670,6 +783,7 @@ SECTIONS = [
     ("app_heap", section_app_heap),
     ("mqtt", section_mqtt),
     ("boot", section_boot),
+    ("esp32_cpu", section_esp32_cpu),
     ("fanout", section_fanout),
     ("latency", section_latency),
 ]
