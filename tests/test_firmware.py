@@ -4,7 +4,6 @@ settings, snapshot, Wi-Fi drops, camera failures."""
 import json
 import os
 import socket
-import struct
 import time
 import urllib.error
 import urllib.request
@@ -209,14 +208,6 @@ def test_dashboard_is_gzipped_with_an_etag_and_answers_304(board):
     code, _, body = get(board, "", {"If-None-Match": headers["ETag"]})
     assert code == 304 and body == b""
     assert get(board, "no-such-file.js")[0] == 404
-
-
-def test_snapshot_is_the_camera_frame(board):
-    code, headers, body = get(board, "snapshot")
-    assert code == 200 and headers["Content-Type"] == "image/bmp"
-    assert body[:2] == b"BM"
-    width, height = struct.unpack_from("<ii", body, 18)
-    assert (width, height) == (160, 120)
 
 
 def test_settings_never_return_secrets_and_need_the_password(board, flash):

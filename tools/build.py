@@ -39,6 +39,8 @@ BOARD_LAYER = {
     os.path.join("camwatch", "board", "esp32_camera.py"): ("esp32", "esp32s3"),
     os.path.join("camwatch", "board", "virtual.py"): ("unix",),
     os.path.join("camwatch", "board", "scenes.py"): ("unix",),
+    os.path.join("camwatch", "board", "vcamera.py"): ("unix",),
+    os.path.join("camwatch", "board", "jpegenc.py"): ("unix",),
 }
 # The Microdot modules the app imports; nothing else of the package ships.
 MICRODOT_MODULES = ("__init__.py", "microdot.py", "helpers.py", "sse.py")

@@ -15,6 +15,7 @@ from camwatch import board as board_layer
 from camwatch.clock import Clock  # declares its settings: before Settings()
 from camwatch.guard import Guard
 from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
+from camwatch.live import Live
 from camwatch.settings import DETECTION, RESTART, Settings, SettingsError
 from camwatch.static import Files
 from camwatch.status import Status
@@ -35,14 +36,16 @@ class App:
     (``settings.declare``), takes what it needs from the App (``hub``,
     ``settings``, ``status``, ``board``, ``web``) and is added with
     ``app.add(part)``: its optional ``run()`` coroutine becomes a task at
-    start, and its optional ``settings_changed(changed)`` hears every saved
-    change. Its routes go on ``app.web`` before the dashboard's catch-all.
+    start, its optional ``settings_changed(changed)`` hears every saved
+    change, and its optional ``camera_started(cam)`` every camera the app
+    starts. Its routes go on ``app.web`` before the dashboard's catch-all.
     """
 
     def __init__(self):
         gc.collect()
         self.board = board = board_layer.load()
-        overrides = {"streams_max": board.info["streams_max"]}
+        overrides = {"streams_max": board.info["streams_max"],
+                     "viewers_max": board.info.get("viewers_max", 1)}
         overrides.update(board.settings_overrides)
         self.settings = Settings(overrides=overrides)
         self._load_warnings = self.settings.load()
@@ -68,6 +71,7 @@ class App:
         # capabilities: each owns its routes, task and settings keys
         self.clock = self.add(Clock(self))
         self.add(Mqtt(self))
+        self.live = self.add(Live(self))
         add_static(self)  # last: its route matches every path
 
     def add(self, part):
@@ -138,6 +142,9 @@ class App:
             cam = None
             try:
                 cam = self.camera = self.board.camera()
+                for part in self.parts:
+                    if hasattr(part, "camera_started"):
+                        part.camera_started(cam)
                 if self.detector is None:
                     self.detector = Detector(cam.width, cam.height, self.detection_settings())
                 else:
@@ -409,17 +416,6 @@ def add_routes(app):
                 "hostname": app.settings["hostname"],
                 "ap": w.ap_name() if app.board.wifi.ap_active() else None,
                 "admin_password_set": bool(app.settings["admin_hash"])}
-
-    @web.get("/snapshot")
-    async def snapshot(request):
-        cam = app.camera
-        if cam is None:
-            return {"error": "camera not running", "camera": app.camera_state}, 503
-        try:
-            content_type, data = cam.snapshot()
-        except OSError as exc:
-            return {"error": "snapshot failed: %r" % exc}, 503
-        return data, 200, {"Content-Type": content_type, "Cache-Control": "no-store"}
 
 
 def run():

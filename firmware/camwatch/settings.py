@@ -7,7 +7,8 @@ it, so a power cut mid-save leaves the old file or the new one.
 
 Every key has a spec ``(type, low, high)``: ints and floats are range-checked,
 strings are length-checked (``low``..``high`` characters), ``"bool"`` is true
-or false, ``"rects"`` is a list of at most ``high`` ``[x, y, w, h]`` lists of
+or false, ``"choice"`` is one of the strings in ``low`` (``high`` unused),
+``"rects"`` is a list of at most ``high`` ``[x, y, w, h]`` lists of
 non-negative ints. A key the firmware no longer has (``RETIRED``) is dropped
 from an old file without a warning.
 Secrets (Wi-Fi password, admin password hash) are never returned by
@@ -144,6 +145,9 @@ def check(key, value):
     elif kind == "bool":
         if not isinstance(value, bool):
             raise SettingsError(key, "must be true or false")
+    elif kind == "choice":
+        if not isinstance(value, str) or value not in low:
+            raise SettingsError(key, "must be one of: " + ", ".join(low))
     elif kind == "rects":
         if not isinstance(value, list) or len(value) > high:
             raise SettingsError(key, "must be a list of at most %d [x, y, w, h]" % high)

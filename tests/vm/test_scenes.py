@@ -200,24 +200,6 @@ def test_scenario_from_json_file():
         raise AssertionError("unknown scenario accepted")
 
 
-def test_snapshot_is_a_grey_bmp_of_the_last_frame():
-    gc.collect()
-    cam = SceneCamera("crossing")
-    for _ in range(30):
-        view = cam.capture()
-    kind, chunks = cam.snapshot()
-    data = b"".join(bytes(c) for c in chunks)  # chunks share one buffer: copy each
-    assert kind == "image/bmp" and data[:2] == b"BM"
-    head = 14 + 40 + 1024
-    assert len(data) == head + W * H
-    assert int.from_bytes(data[18:22], "little") == W
-    assert int.from_bytes(data[22:26], "little") == H
-    # BMP rows run bottom-up: the frame's first row is the file's last
-    assert data[head + (H - 1) * W:head + H * W] == bytes(view[:W])
-    assert data[head:head + W] == bytes(view[(H - 1) * W:])
-    assert cam.frame == 29  # a snapshot takes no new frame
-
-
 def test_closed_camera_lends_its_buffer_to_the_next():
     gc.collect()
     a = SceneCamera("idle")

@@ -166,3 +166,18 @@ def test_detection_settings_auto_mask_is_true_or_false():
         assert exc.field == "end_frames"
     else:
         raise AssertionError("end_frames accepted from the page")
+
+
+def test_bool_and_choice_kinds_name_the_field():
+    from camwatch.settings import check, declare
+
+    declare({"t_flag": ("bool", 0, 0, False), "t_mode": ("choice", ("off", "on"), None, "off")})
+    assert check("t_flag", True) is True and check("t_mode", "on") == "on"
+    for key, bad, says in (("t_flag", 1, "true or false"), ("t_mode", "dim", "one of: off, on"),
+                           ("t_mode", ["on"], "one of")):
+        try:
+            check(key, bad)
+        except SettingsError as exc:
+            assert exc.field == key and says in exc.reason, exc.reason
+        else:
+            raise AssertionError("%s=%r accepted" % (key, bad))

@@ -15,6 +15,31 @@ def read_info(path="/board.json"):
         return json.load(f)
 
 
+# The flash LED as a setting, on boards that have one: off, on, or lit while
+# a snapshot is taken.
+FLASH = ("choice", ("off", "on", "snapshot"), None, "off")
+
+
+def controls(info=None):
+    """The camera's controls on this board, as settings specs ``{key: (kind,
+    low, high, default)}`` (see camwatch.settings): what the sensor has, plus
+    ``flash`` when the board has a flash LED. ``info``: the board's
+    boards.json entry (read from /board.json when not given)."""
+    if info is None:
+        try:
+            info = read_info()
+        except (OSError, ValueError):
+            info = {}
+    if sys.platform == "linux":
+        from camwatch.board.vcamera import CONTROLS
+    else:
+        from camwatch.board.esp32_camera import CONTROLS
+    specs = dict(CONTROLS)
+    if "flash" in (info.get("leds") or {}):
+        specs["flash"] = FLASH
+    return specs
+
+
 def load():
     info = read_info()
     if sys.platform == "linux":

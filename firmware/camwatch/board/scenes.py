@@ -73,7 +73,6 @@ objects at frame N, ``objects_at(t_ms)`` at a scene time.
 import array
 import json
 import micropython
-import struct
 import time
 from micropython import const
 
@@ -768,44 +767,6 @@ class SceneCamera:
             ctx[_C_X1] = x1
             ctx[_C_Y1] = y1
             _paint(buf, self._base, lmap, self._noise, self._rows, ctx)
-
-    def snapshot(self):
-        """The last frame as an 8-bit grey BMP: ``("image/bmp", chunks)``.
-
-        ``chunks`` is a generator of bytes (the header, then 8 rows at a
-        time, bottom-up as BMP stores them), read from the live frame buffer
-        as the response goes out: no frame-sized copy, which the heap of a
-        busy board may not have in one piece. A frame captured while it is
-        being sent can show in the lower rows. Captures one first if nothing
-        was captured yet.
-        """
-        if self.frame < 0:
-            self.capture()
-        return "image/bmp", self._bmp_chunks()
-
-    def _bmp_chunks(self, rows_per_chunk=8):
-        w, h = self.width, self.height
-        stride = (w + 3) & ~3
-        head = 14 + 40 + 1024
-        out = bytearray(head)
-        struct.pack_into("<2sIHHI", out, 0, b"BM", head + stride * h, 0, 0, head)
-        struct.pack_into("<IiiHHIIiiII", out, 14, 40, w, h, 1, 8, 0, stride * h, 2835, 2835,
-                         256, 256)
-        for i in range(256):
-            out[54 + 4 * i] = out[55 + 4 * i] = out[56 + 4 * i] = i
-        yield out
-        # One chunk buffer for the whole picture: Microdot's write sends (or
-        # copies) each chunk before asking for the next.
-        chunk = bytearray(rows_per_chunk * stride)
-        view = self._view
-        row = h
-        while row > 0:
-            n = 0
-            for r in range(row - 1, max(row - rows_per_chunk, 0) - 1, -1):
-                chunk[n:n + w] = view[r * w:r * w + w]
-                n += stride  # BMP rows are padded to 4 bytes; padding stays 0
-            row -= rows_per_chunk
-            yield memoryview(chunk)[:n]
 
     def close(self):
         """Stop using this camera; its frame buffer goes to the next SceneCamera.

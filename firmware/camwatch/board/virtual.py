@@ -143,6 +143,8 @@ class Board:
             self.settings_overrides = {"http_port": 8080}
         self.claim_window_s = int(os.getenv("CAMWATCH_CLAIM_WINDOW_S") or 600)
 
+        self._flash = False  # the flash LED: the virtual camera sees it
+
     def dns_bind(self):
         """(host, port) the captive portal's DNS responder listens on."""
         return (self.bind_host, int(os.getenv("CAMWATCH_DNS_PORT") or 5353))
@@ -155,10 +157,11 @@ class Board:
     def camera(self):
         """The simulated camera (raises OSError if it cannot start)."""
         from camwatch.board.scenes import SceneCamera
+        from camwatch.board.vcamera import Camera
 
         # real time: a camera created again after an error carries on the
         # same scene timeline instead of starting it over
-        return SceneCamera(self.scene, clock=time.ticks_ms)
+        return Camera(SceneCamera(self.scene, clock=time.ticks_ms), lambda: self._flash)
 
     def reset_cause(self):
         return "soft"
@@ -197,4 +200,5 @@ class Board:
         raise OSError(110)  # ETIMEDOUT
 
     def led(self, name, on):
-        pass
+        if name == "flash":
+            self._flash = bool(on)
