@@ -142,8 +142,9 @@ let episode = null; // the episode in progress: {start, peak, li}
 let snapLoading = false, snapWanted = false, snapTimer = 0, snapAt = 0;
 
 // Fetch a new picture: never two at once (unless one has hung for 6 s), at
-// most one a second.
+// most one a second. Not while the live view plays in the same place.
 function refreshSnapshot() {
+  if (live) return;
   if ((snapLoading && Date.now() - snapAt < 6000) || snapTimer) { snapWanted = true; return; }
   const wait = snapAt + 1000 - Date.now();
   if (wait > 0) {
@@ -160,9 +161,45 @@ function snapshotDone() {
   if (snapWanted) refreshSnapshot();
 }
 snap.onload = snapshotDone;
-snap.onerror = () => { snap.dataset.missing = "1"; snapshotDone(); };
+snap.onerror = () => {
+  if (live) return liveFailed();
+  snap.dataset.missing = "1";
+  snapshotDone();
+};
 snap.addEventListener("load", () => { snap.dataset.missing = "0"; });
 $("snap-btn").onclick = refreshSnapshot;
+
+// ---- live view (off until tapped: a phone on mobile data pays nothing) -------
+
+const liveBtn = $("live-btn");
+const liveNote = $("live-note");
+let live = false;
+
+function setLive(on, note) {
+  live = on;
+  liveBtn.setAttribute("aria-pressed", on);
+  liveBtn.textContent = on ? "Stop live view" : "Watch live";
+  setText(liveNote, note || (on ? "Live from the camera" : ""));
+  snap.dataset.live = on ? "1" : "0";
+  if (on) {
+    snapLoading = false;
+    snap.dataset.missing = "0";
+    snap.src = "stream?t=" + Date.now();
+  } else {
+    snapAt = 0;
+    refreshSnapshot(); // replacing the source ends the stream
+  }
+}
+async function liveFailed() {
+  let why = "The live view stopped.";
+  try {
+    const s = await getJSON("api/live");
+    if (s.viewers_max === 0) why = "The live view is turned off on this board.";
+    else if (s.viewers >= s.viewers_max) why = "Someone else is watching (" + s.viewers + " of " + s.viewers_max + "); try again later.";
+  } catch (err) { /* the board is away: the connection state says so */ }
+  setLive(false, why);
+}
+liveBtn.onclick = () => setLive(!live);
 
 // Scores are percent of the watched area that changed (1..100); a fraction
 // (0..1) from another firmware is shown the same way.
@@ -389,6 +426,7 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden) { stream.tick(); showConnection(); }
 });
 // free the board's stream slot as soon as the page goes away
-window.addEventListener("pagehide", () => stream.close());
+window.addEventListener("pagehide", () => { stream.close(); if (live) setLive(false); });
+document.addEventListener("visibilitychange", () => { if (document.hidden && live) setLive(false, "Live view stopped while the page was hidden."); });
 window.addEventListener("pageshow", (e) => { if (e.persisted) stream.open(); });
 window.camwatch = { stream, log }; // for the console; also tells index.html we started

@@ -35,6 +35,21 @@ const KNOWN = {
   mqtt_prefix: ["MQTT topic prefix", "empty: camwatch/<host name>"],
   ha_discovery: ["Home Assistant discovery", ""],
   mqtt_image: ["Send the motion picture over MQTT", ""],
+  stream_fps: ["Live view frames/s", ""],
+  viewers_max: ["Live viewers at once", "each one holds a socket; 0 turns the live view off"],
+  framesize: ["Picture size", "bigger pictures cost detection time on the ESP32"],
+  jpeg_quality: ["JPEG quality", "10–95; higher is sharper and bigger"],
+  brightness: ["Brightness", ""],
+  contrast: ["Contrast", ""],
+  saturation: ["Saturation", ""],
+  hmirror: ["Mirror", ""],
+  vflip: ["Upside down", ""],
+  awb: ["Auto white balance", ""],
+  wb_mode: ["White balance", ""],
+  special_effect: ["Effect", ""],
+  aec: ["Auto exposure", ""],
+  agc: ["Auto gain", ""],
+  flash: ["Flash LED", "on, off, or lit for a snapshot"],
 };
 const ORDER = Object.keys(KNOWN);
 const HIDDEN = ["admin_password_set"]; // facts about the board, not settings
@@ -61,6 +76,8 @@ export class SettingsForm {
 
   async load() {
     try {
+      // the camera's controls: ranges and choices for sliders and lists
+      if (!this.controls) this.controls = (await getJSON("api/live").catch(() => ({}))).controls || {};
       this.values = await getJSON("api/settings");
       this.render();
       this.say("");
@@ -125,7 +142,8 @@ export class SettingsForm {
   }
 
   field(key, value) {
-    const kind = kindOf(value);
+    const spec = (this.controls || {})[key] || {};
+    const kind = spec.kind === "choice" ? "choice" : kindOf(value);
     const [label, hint] = KNOWN[key] || [key.replace(/_/g, " "), ""];
     const wrap = document.createElement("div");
     wrap.className = "field " + kind;
@@ -134,7 +152,10 @@ export class SettingsForm {
     lab.htmlFor = id;
     lab.textContent = label;
     let input;
-    if (kind === "json") {
+    if (kind === "choice") {
+      input = document.createElement("select");
+      for (const c of spec.choices) input.add(new Option(c, c));
+    } else if (kind === "json") {
       input = document.createElement("textarea");
       input.rows = 2;
       input.spellcheck = false;
@@ -145,6 +166,12 @@ export class SettingsForm {
         input.type = "number";
         input.step = "any";
         input.inputMode = Number.isInteger(value) ? "numeric" : "decimal";
+        if (spec.kind === "int") {
+          input.type = "range"; // a slider for the camera's small ranges
+          input.min = spec.min;
+          input.max = spec.max;
+          input.step = 1;
+        }
       } else {
         input.type = "text";
         input.autocapitalize = "off";
@@ -158,6 +185,12 @@ export class SettingsForm {
     err.id = id + "-err";
     err.setAttribute("aria-live", "polite");
     input.setAttribute("aria-describedby", err.id + (hint ? " " + id + "-hint" : ""));
+    if (input.type === "range") {
+      const out = document.createElement("output");
+      out.htmlFor = id;
+      lab.append(" ", out);
+      input.addEventListener("input", () => { out.textContent = input.value; });
+    }
     this.set(input, kind, value);
     if (kind === "bool") wrap.append(input, lab);
     else wrap.append(lab, input);
@@ -176,6 +209,7 @@ export class SettingsForm {
     if (kind === "bool") input.checked = value;
     else if (kind === "json") input.value = JSON.stringify(value);
     else input.value = value;
+    if (input.type === "range") input.dispatchEvent(new Event("input"));
   }
 
   read(key) {

@@ -107,6 +107,7 @@ class camera:
 class jpeg:
     """Stand-in for mp_jpeg's `jpeg` module."""
 
+    out = None
     FORMATS = ("RGB565_BE", "RGB565_LE", "CbYCrY", "RGB888", "GRAY", "RGBA", "YCbYCr",
                "YCbY2YCrY2")
 
@@ -121,7 +122,11 @@ class jpeg:
             if scale_width % 8 or scale_height % 8:
                 raise ValueError("Failed to initialize JPEG decoder object: Invalid argument")
             self.scale = (scale_width, scale_height)
-            self.out = bytearray(2 * 160 * 120)
+            # the real decoder's buffer is outside the MicroPython heap:
+            # the stand-ins share one, so they do not fill the VM's
+            if jpeg.out is None:
+                jpeg.out = bytearray(2 * 160 * 120)
+            self.out = jpeg.out
             self.decoded = 0
             self.fail = None
 
@@ -161,6 +166,7 @@ def _module():
     sys.modules["camera"] = camera
     sys.modules["jpeg"] = jpeg
     camera.fail_init = None
+    camera.instances[:] = []
     namespace = {"__name__": "esp32_camera"}
     with open(SOURCE) as f:
         exec(f.read(), namespace)

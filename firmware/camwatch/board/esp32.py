@@ -116,12 +116,15 @@ class WiFi:
 
 class Board:
     platform = "esp32"
-    settings_overrides = {}
     claim_window_s = 600  # an unclaimed board takes an admin password this long after boot
     stream_sndbuf = None  # lwIP's own small send buffer (TCP_SND_BUF) is kept
 
     def __init__(self, info):
         self.info = info
+        # Detection decodes a JPEG per frame (ARCHITECTURE.md, "Pictures"):
+        # about 41-82 ms at QVGA on the original ESP32, so 5 frames a second
+        # by default there; the S3 keeps the app's 10.
+        self.settings_overrides = {"fps_max": 5} if info.get("chip") == "esp32" else {}
         self.wifi = WiFi()
         self._wdt = None
         self._leds = {}
