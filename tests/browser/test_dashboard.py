@@ -172,14 +172,19 @@ def test_settings_round_trip(own_board, open_page):
     expect(field).to_be_visible()
     # rendered from what the board returns, one field per key, typed by value
     start = board_json(own_board, "api/settings")
+    controls = board_json(own_board, "api/live")["controls"]  # the camera's: sliders, lists
     for key, value in start.items():
         if key == "admin_password_set":
             continue  # a fact about the board, not a setting
         box = page.locator("#set-" + key)
-        if isinstance(value, bool):
+        spec = controls.get(key, {})
+        if spec.get("kind") == "choice":
+            expect(box).to_have_js_property("tagName", "SELECT")
+            expect(box).to_have_value(value)
+        elif isinstance(value, bool):
             expect(box).to_have_attribute("type", "checkbox")
         elif isinstance(value, (int, float)):
-            expect(box).to_have_attribute("type", "number")
+            expect(box).to_have_attribute("type", "range" if spec.get("kind") == "int" else "number")
             expect(box).to_have_value(str(value))
         elif isinstance(value, str):
             expect(box).to_have_attribute("type", "text")

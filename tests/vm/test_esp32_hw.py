@@ -40,6 +40,31 @@ def test_camera_capture_gives_a_frame_of_the_configured_size():
         cam.close()
 
 
+def test_camera_pictures_are_sensor_jpegs_and_what_a_frame_costs():
+    # the figures ARCHITECTURE.md ("Pictures") asks a board to confirm
+    import time
+
+    board = _board()
+    cam = board.camera()
+    try:
+        buf = bytearray(64 * 1024)
+        for size in ("QVGA", "VGA"):
+            cam.set("framesize", size)
+            cam.capture()
+            t0 = time.ticks_ms()
+            for _ in range(10):
+                cam.capture()
+            decode_ms = time.ticks_diff(time.ticks_ms(), t0) / 10
+            n = cam.jpeg_into(buf)
+            assert n <= len(buf) and bytes(buf[:2]) == b"\xff\xd8", (size, n)
+            print("  (%s: capture + decode to 160x120 %.0f ms a frame; sensor JPEG %d bytes)"
+                  % (size, decode_ms, n))
+        n = cam.thumbnail_into(buf)
+        assert bytes(buf[:2]) == b"\xff\xd8" and n < 16384, n
+    finally:
+        cam.close()
+
+
 def test_wlan_scan_lists_well_formed_networks():
     board = _board()
     sta = board.wifi.sta

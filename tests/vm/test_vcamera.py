@@ -1,5 +1,6 @@
 # On the MicroPython VM: the virtual board's camera (camwatch/board/vcamera.py):
 # its controls change the pixels detection and the pictures see, exactly.
+from camwatch.board import jpegenc  # noqa: F401  (vcamera loads it lazily; test-hw copies it)
 from camwatch.board.scenes import SceneCamera
 from camwatch.board.vcamera import BRIGHTNESS_STEP, CONTROLS, FLASH_LIGHT, Camera
 
