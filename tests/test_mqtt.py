@@ -109,10 +109,13 @@ def test_topics_payloads_retained_state_and_discovery(broker, start_board):
     assert set(start.json()) >= {"id", "phase", "score", "bbox", "blocks", "frame", "t"}
     watch.topic(PREFIX + "/motion", payload=b"ON")
     picture = watch.topic(PREFIX + "/image", timeout=10)
-    # the camera's picture as the board serves it (BMP on the virtual board)
-    width, height = 160, 120
-    assert picture.payload[:2] == b"BM"
-    assert len(picture.payload) == 14 + 40 + 1024 + width * height
+    # the camera's picture as /snapshot serves it: a JPEG of the frame size
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert picture.payload[:2] == b"\xff\xd8" and picture.payload[-2:] == b"\xff\xd9"
+    assert Image.open(BytesIO(picture.payload)).size == (160, 120)
     watch.wait(lambda m: m.topic == PREFIX + "/event/motion" and m.json()["phase"] == "end",
                timeout=30, what="a motion end")
     watch.topic(PREFIX + "/motion", payload=b"OFF")
@@ -276,8 +279,8 @@ def test_reconnects_after_the_broker_restarts_and_drops_telemetry_first(persiste
 
 def test_refused_credentials_warn_retry_slowly_and_a_fix_reconnects_without_restart(
         tmp_path, start_board):
-    with Broker(tmp_path / "broker", users={"cam": "right", "watcher": "w"}) as broker:
-        vb = start_board(**mqtt_settings(broker, mqtt_user="cam", mqtt_password="wrong"))
+    with Broker(tmp_path / "broker", users={"cam": "s3cret-right", "watcher": "w"}) as broker:
+        vb = start_board(**mqtt_settings(broker, mqtt_user="cam", mqtt_password="s3cret-wrong"))
         start = vb.console_offset()
         # mosquitto answers a wrong password with "not authorized" (code 5)
         vb.wait_console("refused the connection (", timeout=30)
@@ -286,11 +289,11 @@ def test_refused_credentials_warn_retry_slowly_and_a_fix_reconnects_without_rest
         assert broker.log().count("not authorised") == 1, broker.log()[-2000:]
         assert get(vb, "api/status")[0] == 200
         status, body = get(vb, "api/settings")
-        assert b"wrong" not in body and "mqtt_password" not in json.loads(body)
+        assert b"s3cret-wrong" not in body and "mqtt_password" not in json.loads(body)
         watch = Watcher(broker, user="watcher", password="w")
-        code, body = post_settings(vb, {"mqtt_password": "right"})
+        code, body = post_settings(vb, {"mqtt_password": "s3cret-right"})
         assert code == 200, body
-        assert "right" not in json.dumps(body)  # named as changed, never echoed
+        assert "s3cret-right" not in json.dumps(body)  # named as changed, never echoed
         watch.topic(PREFIX + "/availability", payload=b"online", timeout=30)
         assert vb.boots == 1  # no restart
         assert "MPY: soft reboot" not in vb.console(), vb.console()[start:][-2000:]

@@ -36,7 +36,7 @@ STALL_S = 5  # a viewer whose socket takes nothing this long is dropped
 RETRY_S = 10  # Retry-After for a viewer over the cap
 FLASH_MS = 150  # the flash LED is lit this long before a snapshot is taken
 CHUNK = 2048  # bytes per socket write: what the stream may have to copy
-FIRST_BUFFER = 8192  # first size of a picture buffer; grown when a picture needs more
+FIRST_BUFFER = 4096  # first size of a picture buffer; grown when a picture needs more
 SNDBUF = 16384  # a viewer's socket buffers at most this (where the stack lets us set it), so
 # a viewer that stops reading is noticed within seconds, not megabytes
 
@@ -135,6 +135,18 @@ class Live:
             if n > len(buf):
                 raise OSError(5, "camera: picture larger than announced")
         return buf, n
+
+    async def with_picture(self, use):
+        """Take a JPEG into the shared picture buffer and ``await
+        use(memoryview)`` while holding it (one user at a time: the
+        snapshot route, the MQTT picture). Raises OSError without a camera
+        or a picture."""
+        cam = self.app.camera
+        if cam is None:
+            raise OSError(19, "camera not running")  # ENODEV
+        async with self._lock:
+            self._picture, n = self._take(cam, self._picture or bytearray(FIRST_BUFFER))
+            await use(memoryview(self._picture)[:n])
 
     async def snapshot(self, request):
         cam = self.app.camera

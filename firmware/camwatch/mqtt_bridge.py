@@ -465,63 +465,47 @@ class Bridge:
         self.sent += 1
 
     async def _send_image(self, client, prefix):
-        """The camera's picture, written straight into the client's socket
-        as one QoS 0 PUBLISH (retained), chunk by chunk: no picture-sized
-        copy (the client's publish() would make several). Runs only when
-        the client has nothing of its own to send, and the client is not
-        stepped until it is done."""
-        cam = self.app.camera
-        if cam is None:
+        """The camera's picture (a JPEG, from the live view's shared picture
+        buffer: camwatch.live), written straight into the client's socket as
+        one QoS 0 PUBLISH (retained), chunk by chunk: no picture-sized copy
+        (the client's publish() would make several). Runs only when the
+        client has nothing of its own to send, and the client is not stepped
+        until it is done."""
+        live = getattr(self.app, "live", None)
+        if live is None or self.app.camera is None:
             return
-        try:
-            content_type, data = cam.snapshot()
-        except OSError:
-            self.images_skipped += 1
-            return
-        chunks = None
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            size = len(data)
-        else:  # chunks, the first one a BMP header that holds the file size
-            chunks = data
-            head = next(chunks)
-            if head[:2] != b"BM":
-                self.images_skipped += 1
-                return
-            size = head[2] | head[3] << 8 | head[4] << 16 | head[5] << 24
-        if content_type != self.image_type:
-            self.image_type = content_type
-            if self.settings["ha_discovery"] and self._announce is None:
-                self._announce = self._image_config_only()
         topic = (prefix + "/image").encode()
-        remaining = 2 + len(topic) + size
-        header = bytearray(b"\x31")  # PUBLISH, QoS 0, retain
-        while True:
-            byte = remaining & 0x7F
-            remaining >>= 7
-            header.append(byte | 0x80 if remaining else byte)
-            if not remaining:
-                break
-        header.append(len(topic) >> 8)
-        header.append(len(topic) & 0xFF)
-        sock = client.io_socket
-        deadline = time.ticks_add(time.ticks_ms(), IMAGE_TIMEOUT_MS)
-        try:
-            await _write_all(sock, header, deadline)
-            await _write_all(sock, topic, deadline)
-            if chunks is None:
+
+        async def send(data):
+            remaining = 2 + len(topic) + len(data)
+            header = bytearray(b"\x31")  # PUBLISH, QoS 0, retain
+            while True:
+                byte = remaining & 0x7F
+                remaining >>= 7
+                header.append(byte | 0x80 if remaining else byte)
+                if not remaining:
+                    break
+            header.append(len(topic) >> 8)
+            header.append(len(topic) & 0xFF)
+            sock = client.io_socket
+            deadline = time.ticks_add(time.ticks_ms(), IMAGE_TIMEOUT_MS)
+            try:
+                await _write_all(sock, header, deadline)
+                await _write_all(sock, topic, deadline)
                 await _write_all(sock, data, deadline)
-            else:
-                await _write_all(sock, head, deadline)
-                for chunk in chunks:
-                    await _write_all(sock, chunk, deadline)
-            self.images += 1
-        except OSError as exc:
-            # half a packet went out: this connection is unusable
+                self.images += 1
+            except OSError as exc:
+                # half a packet went out: this connection is unusable
+                self.images_skipped += 1
+                self.status.report("warning", "MQTT: sending the picture failed (%r); "
+                                   "reconnecting" % (exc,))
+                client.disconnect()
+                client.connect()
+
+        try:
+            await live.with_picture(send)
+        except OSError:  # no camera, or no picture from it
             self.images_skipped += 1
-            self.status.report("warning", "MQTT: sending the picture failed (%r); "
-                               "reconnecting" % (exc,))
-            client.disconnect()
-            client.connect()
 
     # -- retained state and Home Assistant discovery -------------------------
 
@@ -532,13 +516,6 @@ class Bridge:
 
     def _state_only(self):
         yield self.prefix() + "/state", self._state()
-
-    def _image_config_only(self):
-        from camwatch.ha import configs
-
-        for topic, payload in configs(self, only="picture"):
-            yield topic, payload
-        _unload("ha")
 
     def _announcements(self, discovery_changed=False):
         """Retained messages sent on every connection: state, then the Home

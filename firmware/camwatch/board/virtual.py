@@ -142,7 +142,6 @@ class Board:
         if os.getenv("CAMWATCH_FRESH") == "1":
             self.settings_overrides = {"http_port": 8080}
         self.claim_window_s = int(os.getenv("CAMWATCH_CLAIM_WINDOW_S") or 600)
-
         self._flash = False  # the flash LED: the virtual camera sees it
 
     def dns_bind(self):
