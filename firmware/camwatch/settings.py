@@ -142,9 +142,6 @@ def check(key, value):
             raise SettingsError(key, "must be %d to %d characters" % (low, high))
         if key == "ap_password" and 0 < len(value) < 8:  # the ESP32 refuses a shorter WPA2 key
             raise SettingsError(key, "must be empty (an open access point) or 8 to 63 characters")
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise SettingsError(key, "must be true or false")
     elif kind == "choice":
         if not isinstance(value, str) or value not in low:
             raise SettingsError(key, "must be one of: " + ", ".join(low))
