@@ -50,11 +50,20 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 # board's romfs partition at start-up, and the import path is the board's:
 # '' (the flash) before /rom, but /rom/lib before /lib. The image is read
 # into one block allocated before anything else, in memory the heap cap was
-# raised for (VirtualBoard._rom_extra), so the app sees the board's heap
-# and its bytecode runs in place from the image, as from mapped flash.
+# raised for (rom_extra), so the app sees the board's heap and its bytecode
+# runs in place from the image, as from mapped flash.
+#
+# The camera driver's frame buffer is held the same way (``fb`` bytes, handed
+# to the virtual camera as the module ``_vboard_camera``): on a board the
+# camera driver keeps its frame buffers outside the MicroPython heap.
 _LAUNCH = """\
-def _vboard(flash, run_main, rom):
+def _vboard(flash, run_main, rom, fb):
     import vfs, os, sys
+    if fb:
+        import array
+        class _vboard_camera:
+            frame = array.array('b', bytes(fb))
+        sys.modules['_vboard_camera'] = _vboard_camera
     if rom:
         img = bytearray(os.stat(rom)[6])
         with open(rom, 'rb') as f:
@@ -73,7 +82,7 @@ def _vboard(flash, run_main, rom):
             continue
         execfile(name)
 try:
-    _vboard(%r, %r, %r)
+    _vboard(%r, %r, %r, %r)
 finally:
     del _vboard
 """
@@ -83,10 +92,16 @@ finally:
 FLASH_FILES = ("boot.py", "main.py", "board.json")
 
 
+# The virtual camera's frame: QQVGA grayscale, a byte a pixel. The camera
+# driver holds it, outside the app's heap budget (see _LAUNCH).
+CAMERA_FRAME_BYTES = 160 * 120
+
+
 def rom_extra(image_size):
-    """Bytes to add to the VM's heap so that an image of ``image_size``
-    bytes held in it leaves the app the same free heap as without it (one
-    block plus the collector's tables for it, measured on this VM)."""
+    """Bytes to add to the VM's heap so that a block of ``image_size``
+    bytes held in it (the ROMFS image, the camera's frame) leaves the app
+    the same free heap as without it (the block plus the collector's tables
+    for it, measured on this VM: tests/test_vboard.py)."""
     need = (image_size + 64) * 1012 // 1000
     return (need + 63) // 64 * 64
 
@@ -305,11 +320,11 @@ class VirtualBoard:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        heap = self.heap
+        heap = self.heap + rom_extra(CAMERA_FRAME_BYTES)
         if self.romfs:
             heap += rom_extra(os.path.getsize(self.romfs))
         cmd = [micropython_command(), "-X", "heapsize=%d" % heap, "-i",
-               "-c", _LAUNCH % (self.flash, run_main, self.romfs)]
+               "-c", _LAUNCH % (self.flash, run_main, self.romfs, CAMERA_FRAME_BYTES)]
         self._proc = subprocess.Popen(cmd, stdin=vm_slave, stdout=vm_slave, stderr=vm_slave,
                                       env=env, cwd=self.flash, preexec_fn=as_session_leader,
                                       close_fds=True)

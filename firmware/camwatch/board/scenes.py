@@ -489,10 +489,24 @@ def _epoch(clock):
 # A frame buffer released by close(), for the next SceneCamera.
 _spare = []
 
+# The camera driver's memory. On a board the driver keeps its frame buffers
+# outside the MicroPython heap (in PSRAM); the virtual board gives its camera
+# the same: tools/vboard.py allocates one QQVGA frame before the app starts,
+# in memory the VM's heap cap was raised for, and hands it over as the module
+# ``_vboard_camera`` (absent elsewhere, e.g. in the on-VM tests: then the
+# buffer comes from the heap).
+try:
+    from _vboard_camera import frame as _driver_frame
+except ImportError:
+    _driver_frame = None
+
 
 def _frame_buffer(size):
-    """A signed-byte array of ``size`` (the spare one if it fits; every
-    capture overwrites all of it)."""
+    """A signed-byte array of ``size``: the driver's frame if it fits, else
+    the spare one if it fits, else a new one (every capture overwrites all of
+    it). The driver's frame is never given back to the heap."""
+    if _driver_frame is not None and len(_driver_frame) == size:
+        return _driver_frame  # one camera at a time: the app closes one before the next
     if _spare and len(_spare[0]) == size:
         return _spare.pop()
     _spare[:] = []
@@ -774,6 +788,6 @@ class SceneCamera:
         The app closes a failing camera and makes a new one: reusing the
         buffer saves that a fresh 2 x frame-size allocation on a busy heap.
         """
-        if self._buf is not None and not _spare:
+        if self._buf is not None and self._buf is not _driver_frame and not _spare:
             _spare.append(self._buf)
         self._buf = self._view = None
