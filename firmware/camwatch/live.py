@@ -196,6 +196,9 @@ class Live:
         if app.camera is None:
             return ({"error": "camera not running", "camera": app.camera_state}, 503,
                     {"Retry-After": str(RETRY_S)})
+        if app.heap_too_low():  # a viewer needs a picture buffer: not now
+            return ({"error": "low on memory; try again shortly"}, 503,
+                    {"Retry-After": str(RETRY_S)})
         writer = request.sock[1]
         try:
             import socket
