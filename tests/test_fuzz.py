@@ -38,7 +38,8 @@ MPY_MAGIC = b"M\x06"
 
 ROUTES = ["/", "/index.html", "/app.js", "/style.css", "/events", "/api/status",
           "/api/settings", "/api/wifi", "/api/wifi/scan", "/api/claim", "/api/setup",
-          "/snapshot", "/generate_204", "/hotspot-detect.html", "/favicon.ico"]
+          "/snapshot", "/stream", "/api/live", "/generate_204", "/hotspot-detect.html",
+          "/favicon.ico"]
 # files outside web/ a traversal would aim at, as the board's paths
 TARGETS = ["settings.json", "boot.py", "main.py", "board.json", "camwatch/app.mpy",
            "lib/microdot/microdot.mpy", "rom/camwatch/app.mpy", "etc/passwd"]
@@ -208,6 +209,12 @@ def send(vb, data, timeout=15):
     return code, head, body
 
 
+def live_viewers(vb):
+    code, _, body = raw(vb, request("GET", "/api/live"))
+    assert code == 200, (code, body[:200])
+    return json.loads(body)["viewers"]
+
+
 def heap_free(vb):
     return statistics.median(status(vb)["heap_free"] for _ in range(3))
 
@@ -231,7 +238,7 @@ def board(vboard_fs, tmp_path_factory):
 # baseline is taken: a route's first use may load what it needs once and
 # keep it (the portal module for /api/setup, about 2.5 KB; the 404 path,
 # about 1.7 KB); the fuzz run then checks that nothing grows after that.
-WARM_UP = [request("GET", path) for path in ROUTES if path != "/events"] + [
+WARM_UP = [request("GET", path) for path in ROUTES if path not in ("/events", "/stream")] + [
     request("GET", "/nope"), request("OPTIONS", "/"), request("GET", "/events?last=x"),
     request("POST", "/api/settings", {"password": "x", "settings": {}}),
     request("POST", "/api/settings", b'{"a":'), request("POST", "/api/setup", {}),
@@ -269,7 +276,8 @@ def test_malformed_requests_never_get_a_5xx_nor_a_file_outside_web(board):
         assert code == 200, (code, body[:200])
         assert board.boots == 1, "the board restarted:\n" + board.console()[-3000:]
         # streams the fuzz opened and closed end within the hub's tick
-        wait_for(lambda: status(board)["clients"] == 0, 10, "the fuzz's streams to end")
+        wait_for(lambda: status(board)["clients"] == 0 and live_viewers(board) == 0, 15,
+                 "the fuzz's streams and live viewers to end")
         st = status(board)
         heaps.append(heap_free(board))
         assert heaps[-1] >= baseline - HEAP_SLACK, (heaps, baseline, json.dumps(st))
