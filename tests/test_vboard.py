@@ -103,25 +103,40 @@ def test_held_blocks_leave_the_app_the_heap_of_the_cap(tmp_path):
     # them); checked: the heap free for the app after the launch is the same
     # within 512 bytes, and never more (the held blocks give the app nothing)
     from tools import boards, build
-    from tools.vboard import _LAUNCH, CAMERA_FRAME_BYTES, micropython_command, rom_extra
+    from tools.vboard import (CAMERA_FRAME_BYTES, STANDINS, STANDINS_RESERVE, launch_code,
+                              micropython_command, rom_extra)
 
     build.build_romfs("vboard", log=lambda *a: None)
     rom = os.path.join(build.build_dir("vboard"), "romfs.img")
     cap = boards.get("vboard")["heap"]["vm_bytes"]
-    probe = "\nimport gc; gc.collect(); print(gc.mem_free())"
 
-    def free_after_launch(heap, image, frame):
-        r = subprocess.run([micropython_command(), "-X", "heapsize=%d" % heap, "-c",
-                            _LAUNCH % (str(tmp_path), False, image, frame) + probe],
+    def free_after_launch(heap, image, frame, reserve=0, probe=""):
+        code = launch_code(str(tmp_path), False, image, frame, STANDINS, reserve)
+        code += "\nimport gc, sys%s\ngc.collect(); print(sorted(sys.modules)); print(gc.mem_free())" % probe
+        r = subprocess.run([micropython_command(), "-X", "heapsize=%d" % heap, "-c", code],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        return int(r.stdout.split()[-1])
+        assert "vboard:" not in r.stdout, r.stdout  # the stand-ins fit their reserve
+        modules, free = r.stdout.strip().splitlines()[-2:]
+        return modules, int(free)
 
-    bare = free_after_launch(cap, None, 0)
-    held = free_after_launch(cap + rom_extra(os.path.getsize(rom)) + rom_extra(CAMERA_FRAME_BYTES),
-                             rom, CAMERA_FRAME_BYTES)
-    print("free after launch: bare %d, with image and frame held %d" % (bare, held))
-    assert bare - 512 <= held <= bare
+    held = cap + rom_extra(os.path.getsize(rom)) + rom_extra(CAMERA_FRAME_BYTES)
+    _, bare = free_after_launch(cap, None, 0)
+    _, with_blocks = free_after_launch(held, rom, CAMERA_FRAME_BYTES)
+    print("free after launch: bare %d, with image and frame held %d" % (bare, with_blocks))
+    assert bare - 512 <= with_blocks <= bare
+
+    # tried: the launch with the hardware stand-ins loaded in their reserve,
+    # against the same launch without them that imports what the app would
+    # anyway (their packages); checked: they are loaded, and the app's heap
+    # is the same within 512 bytes, never more
+    _, app_only = free_after_launch(held, rom, CAMERA_FRAME_BYTES, probe=", camwatch.board")
+    modules, with_standins = free_after_launch(held + rom_extra(STANDINS_RESERVE), rom,
+                                               CAMERA_FRAME_BYTES, STANDINS_RESERVE)
+    print("free after launch: app's packages %d, with the stand-ins held %d"
+          % (app_only, with_standins))
+    assert all(repr(name) in modules for name in STANDINS), modules
+    assert app_only - 512 <= with_standins <= app_only
 
 
 def test_romfs_modules_run_in_place_and_flash_files_override_them(vboard, tmp_path):

@@ -305,24 +305,35 @@ class App:
 
 
 def add_static(app):
-    """The dashboard's files: ``/`` and every other path not routed before."""
+    """The dashboard's files: ``/`` and every other path not routed before.
+
+    Their list (web/assets.json: etag, size and type of each) is read per
+    request rather than held: a page load is rare, the heap is always short.
+    """
     files = Files()
     # web/ on the flash, else the ROMFS image's (a board with a romfs
     # partition): what is on the flash wins, as for imports
-    assets = None
-    for web in ("web/", "/rom/web/"):
+    web = None
+    for folder in ("web/", "/rom/web/"):
         try:
-            with open(web + "assets.json") as f:
-                assets = json.load(f)
+            with open(folder + "assets.json") as f:
+                json.load(f)
+            web = folder
             break
         except (OSError, ValueError):
             pass
-    if assets is None:
-        assets = {}
+    if web is None:
         app._load_warnings.append("web/assets.json missing: the dashboard is not installed")
 
+    def lookup(name):
+        try:
+            with open(web + "assets.json") as f:
+                return json.load(f).get(name)
+        except (OSError, ValueError, TypeError):  # TypeError: no web/ at all
+            return None
+
     def asset(request, name):
-        meta = assets.get(name)
+        meta = lookup(name)
         if meta is None:
             # a phone's connectivity check while the access point is up
             hit = app.board.wifi.ap_active() and app.setup().redirect(name)
