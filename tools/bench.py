@@ -296,12 +296,14 @@ def section_app_heap(bench):
                  used[False] - used[True], "bytes")
 
 
-def _mqtt_board(bench, seconds, broker=None, streams=1):
+def _mqtt_board(bench, seconds, broker=None, streams=1, viewer=False):
     """Run the app for ``seconds`` with ``streams`` open /events streams
-    (and MQTT reporting to ``broker`` when given); every 2 s change a
-    setting and time how long its ``status`` event takes to reach a stream.
-    Return (fps samples, latency samples in ms, lowest free heap, events
-    the broker got or None, the last /api/status)."""
+    (and MQTT reporting to ``broker`` when given, and one live viewer
+    reading /stream when ``viewer``); every 2 s change a setting and time
+    how long its ``status`` event takes to reach a stream. Return (fps
+    samples, latency samples in ms, lowest free heap, events the broker got
+    or None, the last /api/status, with ``parts``: (arrival time, bytes) of
+    each frame the viewer got)."""
     from tools.deploy import admin_hash
     from tools.vboard import VirtualBoard, prepare_flash
 
@@ -332,6 +334,23 @@ def _mqtt_board(bench, seconds, broker=None, streams=1):
             sub.connect("127.0.0.1", broker.port)
             sub.loop_start()
         conns = [urllib.request.urlopen(vb.url + "events", timeout=30) for _ in range(streams)]
+        parts = []
+        if viewer:
+            live = urllib.request.urlopen(vb.url + "stream", timeout=30)
+
+            def watch():
+                # multipart/x-mixed-replace: each part's head names its length
+                try:
+                    for line in live:
+                        if line.lower().startswith(b"content-length:"):
+                            n = int(line.split(b":")[1])
+                            live.readline()  # the blank line after the head
+                            if len(live.read(n)) == n:
+                                parts.append((time.monotonic(), n))
+                except (OSError, ValueError):
+                    pass
+
+            threading.Thread(target=watch, daemon=True).start()
 
         def read(conn, first):
             try:
@@ -371,6 +390,7 @@ def _mqtt_board(bench, seconds, broker=None, streams=1):
             if len(arrivals) > seen:
                 latency.append((arrivals[seen] - t0) * 1000)
         status["memory_error"] = "MemoryError" in vb.console()
+        status["parts"] = list(parts)
         return fps[3:], latency, low, (received[0] if sub else None), status
     finally:
         if sub is not None:
@@ -793,6 +813,48 @@ def section_latency(bench):
                      % (len(lat), seconds, max(lat), fps))
 
 
+def section_live(bench):
+    """Live view: detection fps and SSE latency with no viewer and with one
+    viewer on /stream, the stream's frame rate and bytes per frame.
+
+    The app runs with 1 open /events stream, telemetry every second and
+    detection asked for 30 fps, for ``--seconds`` each way; the viewer reads
+    /stream as fast as it comes (``stream_fps`` at its default). SSE latency
+    is a settings POST to its ``status`` event on the stream (p50 and p99).
+    The virtual board's camera is 160x120 only (no ``framesize`` control):
+    bytes per frame is for that size, JPEG from our own encoder.
+    """
+    runs = {}
+    for label, viewer in (("no viewer", False), ("1 viewer", True)):
+        runs[label] = _mqtt_board(bench, bench.seconds, None, streams=1, viewer=viewer)
+    for label in runs:
+        fps, latency, low, _, status = runs[label]
+        bench.figure("detection fps (fps_max 30), %s" % label, None, "fps", runs=fps)
+        if latency:
+            bench.figure("SSE latency p50, %s" % label, round(_percentile(latency, 50), 2), "ms")
+            bench.figure("SSE latency p99, %s" % label, round(_percentile(latency, 99), 2), "ms",
+                         note="%d samples" % len(latency))
+        bench.figure("lowest free heap, %s" % label, low, "bytes",
+                     note="MemoryError seen" if status["memory_error"] else "no MemoryError")
+    fps0, lat0 = runs["no viewer"][0], runs["no viewer"][1]
+    fps1, lat1, _, _, status = runs["1 viewer"]
+    parts = status["parts"]
+    if len(parts) > 2:
+        span = parts[-1][0] - parts[0][0]
+        bench.figure("stream fps (stream_fps 10), 160x120", round((len(parts) - 1) / span, 2),
+                     "fps", note="%d frames in %.1f s" % (len(parts), span))
+        bench.figure("bytes per streamed frame, 160x120", None, "bytes",
+                     runs=[n for _, n in parts])
+    else:
+        bench.log("the viewer got %d frames: no stream figures" % len(parts))
+    if fps0 and fps1:
+        bench.figure("detection fps, 1 viewer / none", statistics.median(fps1) /
+                     statistics.median(fps0), "x", goal=">= 0.9")
+    if lat0 and lat1:
+        bench.figure("SSE latency p99, 1 viewer / none", _percentile(lat1, 99) / _percentile(lat0, 99), "x",
+                     goal="<= 2")
+
+
 SECTIONS = [
     ("vm", section_vm_scripts),
     ("imports", section_imports),
@@ -802,6 +864,7 @@ SECTIONS = [
     ("esp32_cpu", section_esp32_cpu),
     ("fanout", section_fanout),
     ("latency", section_latency),
+    ("live", section_live),
 ]
 
 

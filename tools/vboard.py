@@ -60,7 +60,8 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 # The hardware stand-ins (``standins``: the scene renderer, the virtual
 # camera, the JPEG encoder) are Python here but C in a board's firmware,
 # where their code and names take none of the app's heap. They are imported
-# before the app, in ``reserve`` bytes the cap was raised for; what they do
+# after boot.py (which may finish a deploy) and before main.py, in
+# ``reserve`` bytes the cap was raised for; what they do
 # not take of it is held as one block, so the app sees the board's heap
 # whatever they cost (tests/test_vboard.py; 15 KB with live view on the
 # 64-bit VM). Taking more than ``reserve`` is said on the console: the app
@@ -84,33 +85,37 @@ def _vboard(flash, run_main, rom, fb, standins, reserve):
     vfs.mount(vfs.VfsPosix(flash), '/')
     os.chdir('/')
     sys.path[:] = ['', '.frozen'] + (['/rom', '/rom/lib'] if rom else []) + ['/lib']
+    def run(name):
+        try:
+            os.stat(name)
+        except OSError:
+            return
+        execfile(name)
+    run('boot.py')  # first: it may finish a deploy, replacing the stand-ins too
     if reserve:
-        for name in standins:  # their packages are the app's, counted in its heap
+        def load(name):
             try:
-                __import__(name.rpartition('.')[0])
-            except ImportError:
+                __import__(name)
+            except ImportError:  # not in this build: nothing to hold
                 pass
+            except Exception as exc:  # the app will meet it too, and say so
+                print('vboard: stand-in %%s not loaded: %%r' %% (name, exc))
+        for name in standins:  # their packages are the app's, counted in its heap
+            load(name.rpartition('.')[0])
         gc.collect()
         free = gc.mem_free()
         for name in standins:
-            try:
-                __import__(name)
-            except ImportError:
-                pass
+            load(name)
         gc.collect()
         spare = reserve - (free - gc.mem_free())
         if spare < 0:
             print('vboard: the hardware stand-ins took %%d bytes more than the %%d held for '
                   'them (tools/vboard.py STANDINS_RESERVE): the app has that much less heap'
                   %% (-spare, reserve))
-        elif spare >= 64:
-            sys.modules['_vboard_reserve'] = bytearray(spare - 32)
-    for name in ('boot.py', 'main.py') if run_main else ('boot.py',):
-        try:
-            os.stat(name)
-        except OSError:
-            continue
-        execfile(name)
+        elif spare > 0:
+            sys.modules['_vboard_reserve'] = bytearray(spare + 96)  # never more than the board's
+    if run_main:
+        run('main.py')
 try:
     _vboard(%r, %r, %r, %r, %r, %r)
 finally:
