@@ -151,6 +151,13 @@ class Server(Microdot):
         self._log_since = ticks_ms()
         self._logged = 0
         self._unlogged = 0
+        # a handler that runs out of memory: 503 and a retry, as when the
+        # request itself could not be read, not Microdot's 500
+        self.error_handlers[MemoryError] = self._no_memory
+
+    def _no_memory(self, request, exc):
+        self._note("http: 503: out of memory serving " + request.path)
+        return Response(b"", 503, {"Retry-After": "5"})
 
     # -- reading ------------------------------------------------------------
 

@@ -215,7 +215,12 @@ def test_closed_camera_lends_its_buffer_to_the_next():
     b = SceneCamera("default")
     assert b._buf is buf
     c = SceneCamera("default")
-    assert c._buf is not buf
+    if scenes._driver_frame is not None:
+        # on the virtual board the camera driver's frame (held outside the
+        # heap) is every camera's buffer: the heap gives none
+        assert c._buf is buf is scenes._driver_frame
+    else:
+        assert c._buf is not buf
     assert bytes(b.capture()) == bytes(c.capture())
 
 

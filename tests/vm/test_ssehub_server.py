@@ -192,3 +192,32 @@ async def test_a_slow_body_is_timed_out_like_a_slow_head():
         await ok.until_closed()
         assert ok.body == b"hello", ok.buf
         assert app.refused == 0
+
+
+async def test_a_handler_out_of_memory_is_answered_503_with_retry_after():
+    # tried: a route whose handler raises MemoryError (a board whose heap is
+    # short at that moment); checked: 503 with Retry-After (a client tries
+    # again), not a 500, one console line, and the server serves on
+    app = Server(request_timeout=1)
+
+    @app.route("/hungry")
+    async def hungry(request):
+        raise MemoryError("memory allocation failed")
+
+    lines = []
+    import ssehub.server as server_module
+
+    server_module.print = lambda *a: lines.append(" ".join(str(x) for x in a))
+    try:
+        async with Rig(app) as rig:
+            c = await rig.client("/hungry")
+            await c.answer()
+            assert c.head.startswith(b"HTTP/1.0 503 "), c.buf[:200]
+            assert b"Retry-After: 5" in c.head, c.head
+            ok = await rig.client("/ping")
+            await ok.answer()
+            assert ok.body == b"pong", ok.buf
+    finally:
+        del server_module.print
+    assert app.refused == 1
+    assert any(line.startswith("http: 503: out of memory serving /hungry") for line in lines), lines
