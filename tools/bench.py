@@ -296,7 +296,7 @@ def section_app_heap(bench):
                  used[False] - used[True], "bytes")
 
 
-def _mqtt_board(bench, seconds, broker=None, streams=1, viewer=False):
+def _app_run(bench, seconds, broker=None, streams=1, viewer=False):
     """Run the app for ``seconds`` with ``streams`` open /events streams
     (and MQTT reporting to ``broker`` when given, and one live viewer
     reading /stream when ``viewer``); every 2 s change a setting and time
@@ -430,7 +430,7 @@ def section_mqtt(bench):
     try:
         broker.start()
         for label, b in (("off", None), ("on", broker)):
-            runs[label] = _mqtt_board(bench, bench.seconds, b, streams=4)
+            runs[label] = _app_run(bench, bench.seconds, b, streams=4)
     finally:
         broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
@@ -826,7 +826,7 @@ def section_live(bench):
     """
     runs = {}
     for label, viewer in (("no viewer", False), ("1 viewer", True)):
-        runs[label] = _mqtt_board(bench, bench.seconds, None, streams=1, viewer=viewer)
+        runs[label] = _app_run(bench, bench.seconds, None, streams=1, viewer=viewer)
     for label in runs:
         fps, latency, low, _, status = runs[label]
         bench.figure("detection fps (fps_max 30), %s" % label, None, "fps", runs=fps)

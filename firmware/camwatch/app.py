@@ -326,10 +326,12 @@ def add_static(app):
         app._load_warnings.append("web/assets.json missing: the dashboard is not installed")
 
     def lookup(name):
+        if web is None:
+            return None
         try:
             with open(web + "assets.json") as f:
                 return json.load(f).get(name)
-        except (OSError, ValueError, TypeError):  # TypeError: no web/ at all
+        except (OSError, ValueError):
             return None
 
     def asset(request, name):

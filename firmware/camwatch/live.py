@@ -168,22 +168,15 @@ class Live:
             finally:
                 if flash:
                     self.app.board.led("flash", False)
-            writer = request.sock[1]
-            viewer = _Viewer(writer)  # watched by the ticker like a stream
-            self._watch(viewer)
-            try:
+            viewer = _Viewer(request.sock[1])  # watched by the ticker like a stream
+
+            async def send():
                 await self._send(viewer, ("HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n"
                                           "Cache-Control: no-store\r\nContent-Length: %d\r\n\r\n"
                                           % n).encode())
                 await self._send(viewer, memoryview(self._picture)[:n])
-            except OSError:
-                _abort(writer)
-            except asyncio.CancelledError:
-                _abort(writer)
-                if not viewer.stalled:
-                    raise
-            finally:
-                self._unwatch(viewer)
+
+            await self._writing(viewer, send())
         return Response.already_handled
 
     async def stream(self, request):
@@ -207,11 +200,10 @@ class Live:
         except Exception:  # lwIP builds without SO_SNDBUF: its buffers are small anyway
             pass
         viewer = _Viewer(writer)
-        self.viewers.append(viewer)
-        self._watch(viewer)
-        head = bytearray(_PART)
-        buf = bytearray(FIRST_BUFFER)
-        try:
+
+        async def play():
+            head = bytearray(_PART)
+            buf = bytearray(FIRST_BUFFER)
             await self._send(viewer, _STREAM_HEAD)
             while True:
                 start = time.ticks_ms()
@@ -224,15 +216,12 @@ class Live:
                     self.frames += 1
                 wait = 1000 // app.settings["stream_fps"] - time.ticks_diff(time.ticks_ms(), start)
                 await asyncio.sleep_ms(wait if wait > 0 else 0)
-        except OSError:
-            _abort(writer)
-        except asyncio.CancelledError:
-            _abort(writer)
-            if not viewer.stalled:
-                raise
+
+        self.viewers.append(viewer)
+        try:
+            await self._writing(viewer, play())
         finally:
             self.viewers.remove(viewer)
-            self._unwatch(viewer)
         return Response.already_handled
 
     async def info(self, request):
@@ -245,6 +234,22 @@ class Live:
                 "dropped": self.dropped, "controls": specs}
 
     # -- writing, and dropping a peer that takes nothing ------------------------
+
+    async def _writing(self, viewer, work):
+        """Await ``work``, which writes to ``viewer``, watched for stalls: a
+        socket error or a stall drop resets the connection; any other
+        cancellation goes on up."""
+        self._watch(viewer)
+        try:
+            await work
+        except OSError:
+            _abort(viewer.writer)
+        except asyncio.CancelledError:
+            _abort(viewer.writer)
+            if not viewer.stalled:
+                raise
+        finally:
+            self._unwatch(viewer)
 
     async def _send(self, viewer, data):
         # in pieces: a piece the socket does not take at once is copied by
