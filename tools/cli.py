@@ -140,7 +140,7 @@ def register_core(sub):
     p = sub.add_parser("bench", help="speed and memory figures: SSE formatting, detection, "
                                      "imports, heap with 4 streams (prints them and writes "
                                      "build/bench/results.json; asserts nothing)")
-    p.add_argument("--seconds", type=int, default=30,
+    p.add_argument("--seconds", type=int, default=20,
                    help="how long each 4-stream heap run lasts (default %(default)s)")
     p.add_argument("--only", action="append", metavar="SECTION",
                    help="run only this section (repeatable; tools/bench.py SECTIONS lists them)")
