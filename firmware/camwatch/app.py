@@ -13,6 +13,7 @@ import time
 import camwatch
 from camwatch import board as board_layer
 from camwatch.clock import Clock  # declares its settings: before Settings()
+from camwatch.episodes import Episodes  # declares its settings: before Settings()
 from camwatch.guard import Guard
 from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
 from camwatch.live import Live
@@ -72,6 +73,7 @@ class App:
         self.clock = self.add(Clock(self))
         self.add(Mqtt(self))
         self.live = self.add(Live(self))
+        self.episodes = self.add(Episodes(self))
         add_static(self)  # last: its route matches every path
 
     def add(self, part):
@@ -178,6 +180,7 @@ class App:
                     data["phase"] = kind
                     data["t"] = time.ticks_diff(start, self.telemetry.started)  # uptime, ms
                     self.clock.stamp(data)
+                    self.episodes.motion(kind, data, cam)  # thumbnails; adds "episode"
                     self.hub.publish(data, event="motion")
                     self.board.led("status", kind != "end")
             frames += 1

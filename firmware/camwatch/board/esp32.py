@@ -127,10 +127,46 @@ class Board:
         self.settings_overrides = {"fps_max": 5} if info.get("chip") == "esp32" else {}
         self.wifi = WiFi()
         self._wdt = None
+        self._sd = None
         self._leds = {}
         for name, led in (info.get("leds") or {}).items():
             self._leds[name] = (machine.Pin(led["pin"], machine.Pin.OUT), led["active_high"])
             self.led(name, False)
+
+    # -- the microSD card (boards.json "sd": the SDMMC slot and bus width) --
+
+    def has_sd(self):
+        """Whether the board has a microSD slot."""
+        return "sd" in self.info
+
+    def sd_mount(self):
+        """Mount the card at /sd and return "/sd"; OSError when there is no
+        card or it does not mount. 1-bit mode on the AI-Thinker keeps GPIO4
+        (the flash LED, DATA1 in 4-bit mode) and GPIO12/13 free."""
+        import os
+
+        sd = self.info["sd"]
+        try:
+            card = machine.SDCard(slot=sd["slot"], width=sd["width"])
+        except (OSError, ValueError) as exc:
+            raise OSError(19, "microSD: %s" % exc)  # ENODEV
+        try:
+            os.mount(card, "/sd")
+        except OSError:
+            card.deinit()
+            raise
+        self._sd = card
+        return "/sd"
+
+    def sd_unmount(self):
+        import os
+
+        try:
+            os.umount("/sd")
+        finally:
+            card, self._sd = self._sd, None
+            if card is not None:
+                card.deinit()
 
     def http_bind(self, port):
         return ("0.0.0.0", port)

@@ -13,6 +13,9 @@ by ``python -m tools run`` / ``tools.vboard.VirtualBoard``:
   network preset (``make run FRESH=1``), so it opens its access point.
 - ``CAMWATCH_DNS_PORT``: UDP port of the captive portal's DNS responder
   (a real board uses 53, which needs root here; default 5353).
+- ``CAMWATCH_SD``: a host file standing in for a microSD card (a FAT image,
+  ``camwatch.board.vsd``): set, the board has a slot; the file there is
+  the card in it, gone is the card pulled out.
 - ``CAMWATCH_CLAIM_WINDOW_S``: how long after boot an unclaimed board takes
   an admin password from any client (default 600, as on a real board).
 
@@ -161,6 +164,23 @@ class Board:
         # real time: a camera created again after an error carries on the
         # same scene timeline instead of starting it over
         return Camera(SceneCamera(self.scene, clock=time.ticks_ms), lambda: self._flash)
+
+    def has_sd(self):
+        """Whether the board has a microSD slot: ``CAMWATCH_SD`` names one."""
+        return bool(os.getenv("CAMWATCH_SD"))
+
+    def sd_mount(self):
+        """Mount the card (the ``CAMWATCH_SD`` image) at /sd; OSError when
+        there is none or it does not mount."""
+        from camwatch.board import vsd
+
+        vsd.mount(os.getenv("CAMWATCH_SD"), "/sd")
+        return "/sd"
+
+    def sd_unmount(self):
+        import vfs
+
+        vfs.umount("/sd")
 
     def reset_cause(self):
         return "soft"
