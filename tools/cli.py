@@ -74,6 +74,11 @@ def cmd_run(args):
                                                          else "127.0.0.1", args.http_port))
     if args.mqtt:
         set_broker(flash, args.mqtt)
+    if args.sd:
+        path = vboard.insert_sd(flash, args.sd)
+        env["CAMWATCH_SD"] = vboard.SD_IMAGE
+        print("run: a %d MB microSD card in the slot (%s); delete it to pull the card out"
+              % (args.sd, path))
     tty = args.tty or os.path.join(build.build_dir(args.board), "tty")
     vb = vboard.VirtualBoard(flash, tty, http_port=args.http_port, host=args.host,
                              board_id=args.board, echo=sys.stdout.buffer, romfs=romfs, env=env)
@@ -167,6 +172,10 @@ def register_core(sub):
     p.add_argument("--fresh", action="store_true", default=os.environ.get("FRESH") == "1",
                    help="start as a board straight from the box: settings erased, no Wi-Fi "
                         "network, so it opens its access point and setup page (or FRESH=1)")
+    p.add_argument("--sd", type=int, metavar="MB", default=int(os.environ.get("SD") or 0),
+                   help="give the board a microSD slot with a card of MB megabytes in it (a FAT "
+                        "image in the flash folder, kept between runs; or SD=MB): motion "
+                        "thumbnails are written to it")
     p.add_argument("--dns-port", type=int, default=int(os.environ.get("DNS_PORT") or 5353),
                    help="UDP port of the captive portal's DNS responder while the access point "
                         "is up (a board uses 53; default %(default)s, or DNS_PORT)")

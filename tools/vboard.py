@@ -145,6 +145,22 @@ def launch_code(flash, run_main, rom=None, fb=0, standins=STANDINS, reserve=0):
     return _LAUNCH % (flash, run_main, rom, fb, tuple(standins), reserve)
 
 
+SD_IMAGE = ".vboard/sd.img"  # the virtual board's microSD card, in its flash folder
+
+
+def insert_sd(flash, mb):
+    """Put a card of ``mb`` megabytes in the virtual board's slot: a blank
+    image at ``SD_IMAGE`` in ``flash`` (the board formats a blank one when it
+    mounts it) unless one is there. Returns its path. The board sees it
+    when started with ``CAMWATCH_SD=SD_IMAGE``."""
+    path = os.path.join(flash, SD_IMAGE)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.truncate(mb * 1024 * 1024)
+    return path
+
+
 def rom_extra(image_size):
     """Bytes to add to the VM's heap so that a block of ``image_size``
     bytes held in it (the ROMFS image, the camera's frame) leaves the app

@@ -75,12 +75,13 @@ function warn(message, at) {
   while (list.childElementCount > 5) list.lastElementChild.remove();
 }
 
-let statusAt = 0;
+let statusAt = 0, statusUptime = null;
 
 async function refreshStatus() {
   statusAt = Date.now();
   try {
     const s = await getJSON("api/status");
+    statusUptime = s.uptime_s;
     if (s.board) setText(facts.board, String(s.board));
     if (s.version) setText(facts.version, String(s.version));
     setUptime(s.uptime_s);
@@ -223,19 +224,51 @@ function scaleBars() {
   for (const m of episodes.querySelectorAll("meter")) m.max = top;
 }
 
-function episodeRow(start, dur, peak, now) {
+// A row: the episode's thumbnail (its start, then its peak, from the board's
+// RAM; hidden once the board has overwritten it), time, length, peak bar.
+function episodeRow(start, dur, peak, now, id) {
   const li = document.createElement("li");
-  li.innerHTML = "<time></time><span></span><meter min=0 max=100></meter><b></b>";
+  li.innerHTML = "<a target=_blank><img alt='' width=48 height=36 hidden></a><time></time><span></span><meter min=0 max=100></meter><b></b>";
+  const img = li.querySelector("img");
+  img.onload = () => { img.hidden = false; };
+  img.onerror = () => { img.hidden = true; };
+  if (id != null) li.dataset.id = id;
   fillEpisode(li, start, dur, peak, now);
   return li;
 }
 function fillEpisode(li, start, dur, peak, now) {
   const c = li.children;
-  c[0].textContent = clock(start);
-  c[1].textContent = now ? "now" : (dur / 1000).toFixed(1) + " s";
-  c[2].value = pct(peak) || 0;
-  c[3].textContent = "peak " + pctText(peak);
+  c[1].textContent = clock(start);
+  c[2].textContent = now ? "now" : (dur / 1000).toFixed(1) + " s";
+  c[3].value = pct(peak) || 0;
+  c[4].textContent = "peak " + pctText(peak);
   li.classList.toggle("now", !!now);
+}
+function thumb(li, url) {
+  if (!url || li.dataset.thumb === url) return;
+  li.dataset.thumb = url;
+  li.firstChild.href = url;
+  li.querySelector("img").src = url;
+}
+function addEpisode(li) {
+  if (episodes.querySelector(".empty")) episodes.textContent = "";
+  episodes.prepend(li);
+  while (episodes.childElementCount > 10) episodes.lastElementChild.remove();
+}
+// The board's recent episodes, with their thumbnails, when the page opens.
+async function loadEpisodes(uptime) {
+  let list;
+  try { list = (await getJSON("api/episodes")).episodes; } catch (err) { return; }
+  if (typeof uptime === "number") bootWall = Math.min(bootWall, Date.now() - uptime * 1000);
+  for (const e of list.slice().reverse()) {
+    if (episodes.querySelector("[data-id='" + e.id + "']")) continue; // the stream was first
+    const start = typeof e.time === "number" ? e.time * 1000 : bootWall !== Infinity ? bootWall + e.t : Date.now();
+    const li = episodeRow(start, e.duration_ms || 0, e.peak_score, e.active, e.id);
+    thumb(li, e.peak || e.start);
+    addEpisode(li);
+    if (e.active && !episode) episode = { start, peak: e.peak_score || 0, li };
+  }
+  scaleBars();
 }
 
 function setFrame(f) {
@@ -287,12 +320,12 @@ function onMotion(d) {
   setText($("motion-info"), active ? "Motion: " + pctText(d.score) + " of the picture changed, box " + box
     : "Last motion ended " + clock(at) + ", lasted " + lasted);
 
+  const pics = d.episode != null ? "episodes/" + d.episode : null;
   if (d.phase === "start" || (active && !episode)) {
-    if (episodes.querySelector(".empty")) episodes.textContent = "";
     episode = { start, peak: d.score || 0, li: null };
-    episode.li = episodeRow(start, 0, episode.peak, true);
-    episodes.prepend(episode.li);
-    while (episodes.childElementCount > 10) episodes.lastElementChild.remove();
+    episode.li = episodeRow(start, 0, episode.peak, true, d.episode);
+    addEpisode(episode.li);
+    if (pics) thumb(episode.li, pics + "-start.jpg");
     scaleBars();
   } else if (episode && active) {
     if (d.score > episode.peak) episode.peak = d.score;
@@ -301,6 +334,7 @@ function onMotion(d) {
   } else if (d.phase === "end" && episode) {
     const peak = d.peak_score != null ? d.peak_score : episode.peak;
     fillEpisode(episode.li, episode.start, d.duration_ms || now - episode.start, peak, false);
+    if (pics) thumb(episode.li, pics + "-peak.jpg");
     scaleBars();
     episode = null;
   }
@@ -414,7 +448,8 @@ async function settingsChanged(keys) {
 stream.open();
 refreshStatus()
   .then(() => getJSON("api/settings").then(applyTiming, () => {}))
-  .then(refreshSnapshot);
+  .then(refreshSnapshot)
+  .then(() => loadEpisodes(statusUptime));
 setInterval(() => {
   stream.tick();
   showConnection();

@@ -80,3 +80,26 @@ def test_moving_a_control_changes_the_picture(own_board, open_page):
                            " return el.complete && (" + PIXELS + ")(el)[0] > b + 25; }",
                            arg=before, timeout=15000)
     assert page.errors == []
+
+
+def test_episodes_show_their_thumbnails_also_on_a_page_opened_later(board, open_page):
+    page = open_page(board)
+    wait_state(page, "live")
+    # an episode seen live: its row gets the start picture, then the peak
+    row = page.locator("#episodes li[data-id]").first
+    expect(row).to_have_attribute("data-thumb", re.compile(r"^episodes/\d+-start\.jpg$"),
+                                  timeout=30000)
+    expect(row).to_have_attribute("data-thumb", re.compile(r"^episodes/\d+-peak\.jpg$"),
+                                  timeout=30000)
+    ident = row.get_attribute("data-id")
+    img = row.locator("img")
+    expect(img).to_be_visible()
+    assert img.evaluate("el => [el.naturalWidth, el.naturalHeight]") == [160, 120]
+    # a phone that opens the page afterwards sees the same episode, picture and all
+    later = open_page(board)
+    wait_state(later, "live")
+    again = later.locator("#episodes li[data-id='%s']" % ident)
+    expect(again).to_have_count(1, timeout=15000)
+    expect(again.locator("img")).to_be_visible()
+    assert again.locator("img").evaluate("el => el.naturalWidth") == 160
+    assert page.errors == [] and later.errors == []
