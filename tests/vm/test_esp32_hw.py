@@ -107,3 +107,26 @@ def test_leds_drive_the_pins_boards_json_names():
             assert pin.value() == off, (name, led, pin.value())
         finally:
             board.led(name, False)
+
+
+def test_microsd_card_mounts_takes_a_file_and_unmounts():
+    board = _board()
+    if not board.has_sd():
+        vmtest.skip("this board has no microSD slot in boards.json")
+    try:
+        where = board.sd_mount()
+    except OSError as exc:
+        vmtest.skip("no card in the slot (%r): put one in to test it" % (exc,))
+    import os
+
+    try:
+        path = where + "/camwatch-test-hw.bin"
+        data = bytes(range(256)) * 16
+        with open(path, "wb") as f:
+            f.write(data)
+        with open(path, "rb") as f:
+            assert f.read() == data
+        os.remove(path)
+    finally:
+        board.sd_unmount()
+    assert "sd" not in os.listdir("/")  # unmounted
