@@ -13,7 +13,6 @@ import time
 import camwatch
 from camwatch import board as board_layer
 from camwatch.clock import Clock  # declares its settings: before Settings()
-from camwatch.episodes import Episodes  # declares its settings: before Settings()
 from camwatch.guard import Guard
 from camwatch.mqtt import Mqtt  # declares its settings: before Settings()
 from camwatch.live import Live
@@ -73,7 +72,8 @@ class App:
         self.clock = self.add(Clock(self))
         self.add(Mqtt(self))
         self.live = self.add(Live(self))
-        self.episodes = self.add(Episodes(self))
+        self.episodes = None  # camwatch.episodes: loaded by thumbnails() at a motion start
+        self._no_thumbs = False  # said that the heap could not spare it
         add_static(self)  # last: its route matches every path
 
     def add(self, part):
@@ -180,7 +180,9 @@ class App:
                     data["phase"] = kind
                     data["t"] = time.ticks_diff(start, self.telemetry.started)  # uptime, ms
                     self.clock.stamp(data)
-                    self.episodes.motion(kind, data, cam)  # thumbnails; adds "episode"
+                    episodes = self.episodes or kind == "start" and self.thumbnails()
+                    if episodes:
+                        episodes.motion(kind, data, cam)  # thumbnails; adds "episode"
                     self.hub.publish(data, event="motion")
                     self.board.led("status", kind != "end")
             frames += 1
@@ -201,6 +203,30 @@ class App:
         else:
             message = "auto mask: cleared"
         self.status.report(kind, message, data)
+
+    def thumbnails(self):
+        """camwatch.episodes, loaded when first needed and only while the
+        heap can spare its ring (``thumbs_bytes``) with twice
+        ``heap_warn_bytes`` besides: a board short of heap (MQTT and four
+        phones on the virtual board) does without thumbnails rather than
+        turn phones away. None until then; asked again at each motion."""
+        s = self.settings
+        if not s["episodes_max"]:
+            return None
+        gc.collect()
+        free = gc.mem_free()
+        if free < s["thumbs_bytes"] + 2 * s["heap_warn_bytes"]:
+            if not self._no_thumbs:
+                self._no_thumbs = True
+                self.status.report("warning", "thumbnails: not kept for now, %d bytes of heap "
+                                   "free (thumbs_bytes and twice heap_warn_bytes are needed)"
+                                   % free)
+            return None
+        from camwatch.episodes import Episodes
+
+        self.episodes = episodes = self.add(Episodes(self))
+        asyncio.create_task(episodes.run())  # the microSD card's writer, where there is one
+        return episodes
 
     def detection_settings(self):
         return {k: self.settings[k] for k in DETECTION}
@@ -226,7 +252,8 @@ class App:
         quarters of ``heap_warn_bytes`` free after a collection (telemetry
         already warns at the whole of it), so what is left keeps the open streams, the API,
         MQTT and detection going. New streams are then told busy (the browser
-        retries by itself), with one warning until the heap recovers.
+        retries by itself), with one warning until the heap recovers. The
+        motion thumbnails' ring gives its memory back first (``Episodes.shed``).
 
         Three quarters, because a busy board runs with less than
         ``heap_warn_bytes`` free for a moment (four streams, MQTT discovery and a motion picture
@@ -238,6 +265,9 @@ class App:
             return False
         gc.collect()
         free = gc.mem_free()
+        if free < need and self.episodes and self.episodes.shed():  # thumbnails give way
+            gc.collect()
+            free = gc.mem_free()
         if free >= need:
             self._heap_short = False
             return False
@@ -367,6 +397,20 @@ def add_routes(app):
     @web.get("/events")
     async def events(request):
         return await app.hub.serve(request, busy=app.heap_too_low())
+
+    # motion thumbnails: camwatch.episodes, once loaded (App.thumbnails)
+    @web.get("/api/episodes")
+    async def episodes(request):
+        if app.episodes is None:
+            return {"episodes": [], "episodes_max": app.settings["episodes_max"],
+                    "loaded": False}
+        return await app.episodes.list(request)
+
+    @web.get("/episodes/<name>")
+    async def picture(request, name):
+        if app.episodes is None:
+            return {"error": "no such picture (thumbnails not kept yet)"}, 404
+        return await app.episodes.picture(request, name)
 
     @web.get("/api/status")
     async def status(request):

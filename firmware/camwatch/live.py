@@ -36,7 +36,8 @@ STALL_S = 5  # a viewer whose socket takes nothing this long is dropped
 RETRY_S = 10  # Retry-After for a viewer over the cap
 FLASH_MS = 150  # the flash LED is lit this long before a snapshot is taken
 CHUNK = 2048  # bytes per socket write: what the stream may have to copy
-FIRST_BUFFER = 4096  # first size of a picture buffer; grown when a picture needs more
+FIRST_BUFFER = 2048  # first size of a picture buffer; grown when a picture needs more (a
+# 160x120 JPEG of ours is about 1.2 KB; the ESP32 sensor's grow it once)
 SNDBUF = 16384  # a viewer's socket buffers at most this (where the stack lets us set it), so
 # a viewer that stops reading is noticed within seconds, not megabytes
 

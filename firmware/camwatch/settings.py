@@ -48,6 +48,11 @@ SPECS = {
     "auto_mask": ("bool", 0, 1),
     "mask": ("rects", 0, 16),
     "fps_max": ("int", 1, 30),
+    # motion thumbnails (camwatch.episodes, loaded at the first motion: its
+    # keys are here so that a settings file is read whole at boot)
+    "episodes_max": ("int", 0, 32),
+    "thumbs_bytes": ("int", 2048, 262144),
+    "sd_max_mb": ("int", 0, 1048576),
     # admin (written by `make deploy`; a salted sha256, never the password)
     "admin_salt": ("str", 0, 64),
     "admin_hash": ("str", 0, 64),
@@ -75,6 +80,9 @@ DEFAULTS = {
     "auto_mask": False,
     "mask": [],
     "fps_max": 10,
+    "episodes_max": 8,
+    "thumbs_bytes": 12288,
+    "sd_max_mb": 1024,
     "admin_salt": "",
     "admin_hash": "",
 }

@@ -57,12 +57,24 @@ class Card:
         vfs.umount("/sd")
 
 
+class Telemetry:
+    def __init__(self):
+        self.sources = []
+
+    def sample(self, heap_free):
+        data = {"heap_free": heap_free}
+        for source in self.sources:
+            source(data)
+        return data
+
+
 class App:
     def __init__(self, board=None, **values):
         self.settings = Settings(path=scratch("episodes-settings.json"))
         self.settings.values.update(values)
         self.status = Status()
         self.web = Web()
+        self.telemetry = Telemetry()
         self.board = board or Card(None, slot=False)
 
 
@@ -181,10 +193,15 @@ def test_the_ring_overwrites_the_oldest_pictures_first():
     oldest = listed["episodes"][-1]
     assert oldest["start"] is None and oldest["peak"] is None
     assert listed["overwritten"] == 5
-    # a picture larger than the whole ring is not kept, and counted
+    # a picture larger than the whole ring is not kept, counted, said once;
+    # it costs at most what lay between the ring's head and its end
     big = Cam(4096)
     _episode(ep, big)
-    assert listed["skipped"] == 0 and _listed(ep)["skipped"] == 1
+    _episode(ep, big)
+    assert listed["skipped"] == 0 and _listed(ep)["skipped"] == 2
+    assert [w for w in app.status.warnings if "does not fit" in w] == \
+        ["thumbnails: a 4096-byte picture does not fit in thumbs_bytes (2048)"]
+    assert _picture(ep, "4-start") == bytes([7]) * 600
 
 
 def test_episodes_max_bounds_the_list_and_zero_turns_thumbnails_off():
@@ -203,7 +220,7 @@ def test_episodes_max_bounds_the_list_and_zero_turns_thumbnails_off():
 
 
 def test_a_short_heap_skips_pictures_says_so_once_and_keeps_ids():
-    app, ep = _episodes(heap_warn_bytes=1 << 30)  # nothing is ever affordable
+    app, ep = _episodes(heap_warn_bytes=1 << 29)  # the ring is never affordable
     cam = Cam()
     for n in range(3):
         data = {"score": 10}
@@ -215,7 +232,9 @@ def test_a_short_heap_skips_pictures_says_so_once_and_keeps_ids():
     app.settings.values["heap_warn_bytes"] = 0
     _episode(ep, cam)  # heap again: the buffer and the ring are made
     assert _picture(ep, "4-start") is not None
-    assert len([w for w in app.status.warnings if "thumbnail" in w]) <= 1
+    assert [w for w in app.status.warnings if "thumbnail" in w] == [
+        "thumbnails: not enough heap for a 12288-byte ring (thumbs_bytes) now; tried again at "
+        "the next motion"]
 
 
 def _fill(path, size):
@@ -224,6 +243,21 @@ def _fill(path, size):
         for _ in range(size // 1024):
             f.write(block)
         f.write(bytes(size % 1024))
+
+
+def test_the_ring_gives_its_memory_back_when_the_heap_runs_short():
+    app, ep = _episodes()
+    cam = Cam()
+    _episode(ep, cam)
+    app.telemetry.sample(heap_free=20000)  # above heap_warn_bytes: kept
+    assert _picture(ep, "1-start") is not None and not app.status.warnings
+    app.telemetry.sample(heap_free=9000)  # below: given back, the pictures are gone
+    assert ep._ring is None and _picture(ep, "1-start") is None
+    assert app.status.warnings == ["low heap: 12288 bytes of thumbnails given back"]
+    assert _listed(ep)["episodes"][0]["start"] is None
+    assert not ep.shed()  # nothing left to give
+    _episode(ep, cam)  # made again at the next motion, the heap having room
+    assert _picture(ep, "2-start") is not None
 
 
 def _blank_card(name, kb):
@@ -278,7 +312,7 @@ async def test_pictures_go_to_the_card_by_day_and_the_oldest_go_above_the_limit(
         cam = Cam(600)
         _episode(ep, cam, scores=(10, 20))  # no clock yet: undated, numbered on from 7
         _episode(ep, cam, scores=(10,), time_s=1764000000)  # 2025-11-24 16:00:00 UTC
-        await _settle(ep, lambda: ep.sd_written == 3)
+        await _settle(ep, lambda: ep.card.written == 3)
         assert ("sd", "microSD card at /sd: 1023 KB of thumbnails on it") in app.status.reports
         files = _card_files()
         assert sorted(files) == ["2025-01-01/120000-9-start.jpg",
@@ -288,10 +322,10 @@ async def test_pictures_go_to_the_card_by_day_and_the_oldest_go_above_the_limit(
         assert files["undated/000008-peak.jpg"] == (600, 2)
         assert files["2025-11-24/160000-2-start.jpg"] == (600, 3)
         assert sum(size for size, _ in files.values()) <= 1024 * 1024
-        assert ep.sd_state == "ok" and not app.status.warnings
+        assert ep.card.state == "ok" and not app.status.warnings
     finally:
         task.cancel()
-        if ep.sd:
+        if ep.card.sd:
             card.sd_unmount()
 
 
@@ -303,24 +337,24 @@ async def test_a_missing_full_or_pulled_card_is_a_warning_never_a_crash():
         pass
     card = Card(path)
     app, ep = _episodes(card, thumbs_bytes=16384)
-    ep.retry_ms = 50
+    ep.card.retry_ms = 50
     task = asyncio.create_task(ep.run())
     try:
         cam = Cam(2000)
-        await _settle(ep, lambda: ep.sd_state == "absent" and app.status.warnings)
+        await _settle(ep, lambda: ep.card.state == "absent" and app.status.warnings)
         assert "no microSD card" in app.status.warnings[0]
         _episode(ep, cam)  # kept in RAM all the same
         assert _picture(ep, "1-start") is not None
         # a card goes in: found at the next try, and written to
         _blank_card("sd2.img", 128)
         ep.clock.t += 100
-        await _settle(ep, lambda: ep.sd_state == "ok")
+        await _settle(ep, lambda: ep.card.state == "ok")
         # more than the card holds: the oldest of ours make room, it stays ok
         for _ in range(60):
             ep.clock.t += 100
             _episode(ep, cam)
-            await _settle(ep, lambda: not ep._queue)
-        assert ep.sd_state == "ok" and ep.sd_written >= 60
+            await _settle(ep, lambda: not ep.card._queue)
+        assert ep.card.state == "ok" and ep.card.written >= 60
         files = _card_files()
         assert 10 < len(files) < 60 and "undated/000061-start.jpg" in files
         assert all(size == 2000 and byte is not None for size, byte in files.values())
@@ -338,19 +372,19 @@ async def test_a_missing_full_or_pulled_card_is_a_warning_never_a_crash():
                 pass
         ep.clock.t += 100
         _episode(ep, cam)
-        await _settle(ep, lambda: ep.sd_state == "full")
+        await _settle(ep, lambda: ep.card.state == "full")
         assert any("microSD card full" in w for w in app.status.warnings)
         # pulled out while it is in use: a warning, never an exception
-        await _settle(ep, lambda: ep.sd is not None or ep.sd_state == "full", seconds=5)
+        await _settle(ep, lambda: ep.card.sd is not None or ep.card.state == "full", seconds=5)
         os.remove(path)
         ep.clock.t += 100
         _episode(ep, cam)
-        await _settle(ep, lambda: ep.sd_state in ("failed", "absent"))
+        await _settle(ep, lambda: ep.card.state in ("failed", "absent"))
         assert any("was it pulled out?" in w or "no microSD card" in w
                    for w in app.status.warnings[-2:])
         assert _listed(ep)["episodes"][0]["start"] is not None
         assert not task.done()  # the card's task goes on
     finally:
         task.cancel()
-        if ep.sd:
+        if ep.card.sd:
             card.sd_unmount()
