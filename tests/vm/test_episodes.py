@@ -364,10 +364,11 @@ async def test_a_missing_full_or_pulled_card_is_a_warning_never_a_crash():
             for name in os.listdir("/sd/camwatch/" + day):
                 os.remove("/sd/camwatch/" + day + "/" + name)
             os.rmdir("/sd/camwatch/" + day)
+        block = bytes(512)
         with open("/sd/other.bin", "wb") as f:
             try:
                 while True:
-                    f.write(bytes(4096))
+                    f.write(block)
             except OSError:
                 pass
         ep.clock.t += 100
