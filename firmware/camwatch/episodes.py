@@ -30,7 +30,6 @@ import time
 
 from micropython import const
 
-
 PEAK_EVERY_MS = const(1000)  # the peak picture is taken again at most this often
 
 # an episode record: a list, indexed by these (ID, TIME and S_OFF public:
@@ -87,6 +86,8 @@ class Episodes:
                    -1, 0, -1, 0]
             self.next_id += 1
             self._active = rec
+            self._best = 0  # no picture of it yet: the next update may take one
+            self._best_at = time.ticks_add(self.clock(), -PEAK_EVERY_MS)
             data["episode"] = rec[ID]
             if not keep:
                 return
@@ -276,20 +277,9 @@ class Episodes:
         if found is None:
             return {"error": "no such picture (overwritten, or never taken)"}, 404
         off, n = found
-        writer = request.sock[1]
-        # head and body written with no await between: what the socket does
-        # not take at once is copied by the stream, so a picture taken
-        # meanwhile cannot tear this one
-        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n"
-                     b"Cache-Control: no-store\r\nContent-Length: %d\r\n\r\n" % n)
-        writer.write(memoryview(self._ring)[off:off + n])
-        try:
-            await writer.drain()
-        except OSError:
-            pass
-        from microdot import Response
-
-        return Response.already_handled
+        return await self.app.live.send_whole(
+            request, b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nCache-Control: no-store\r\n"
+            b"Content-Length: %d\r\n\r\n" % n, memoryview(self._ring)[off:off + n])
 
     async def run(self):
         if self.card is not None:

@@ -236,6 +236,22 @@ class Live:
 
     # -- writing, and dropping a peer that takes nothing ------------------------
 
+    async def send_whole(self, request, head, body):
+        """Answer ``request`` with ``head`` and ``body`` (bytes-like) written
+        at once: what the socket does not take is copied by the stream, so
+        a buffer reused meanwhile cannot tear the answer. Then wait for it
+        to go out, dropping a peer that takes nothing for ``STALL_S``."""
+        viewer = _Viewer(request.sock[1])
+
+        async def send():
+            viewer.writer.write(head)
+            viewer.writer.write(body)
+            viewer.blocked_at = time.ticks_ms()
+            await viewer.writer.drain()
+
+        await self._writing(viewer, send())
+        return Response.already_handled
+
     async def _writing(self, viewer, work):
         """Await ``work``, which writes to ``viewer``, watched for stalls: a
         socket error or a stall drop resets the connection; any other
