@@ -166,7 +166,7 @@ class Card:
                     self._failed("full", "microSD card full: thumbnails are kept in RAM only")
                 else:
                     self._failed("failed", "microSD card failed (%r): was it pulled out? "
-                                    "Thumbnails are kept in RAM only" % exc)
+                                           "Thumbnails are kept in RAM only" % exc)
                 return
             self.used += n
             self.written += 1
