@@ -6,6 +6,7 @@
 #   make build   BOARD=esp32cam   the files a board holds, in build/<board>/fs
 #   make flash   PORT=/dev/ttyUSB0 [FIRMWARE=firmware.bin | FIRMWARE_URL=https://.../my.zip]
 #   make deploy  PORT=/dev/ttyUSB0 copy the app to the board, then soft reset
+#   make deploy  HOST=camwatch.local  the same over Wi-Fi (admin password: CAMWATCH_PASSWORD)
 #   make install PORT=/dev/ttyUSB0 flash + deploy + provision + print the URL
 #   make repl    PORT=/dev/ttyUSB0
 #   make test-hw PORT=/dev/ttyUSB0 run tests/vm on the board (deploys the app first)
@@ -53,7 +54,7 @@ flash: venv
 	$(PY) -m tools flash $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(FLASH_ARGS)
 
 deploy: venv
-	$(PY) -m tools deploy $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(DEPLOY_ARGS)
+	$(PY) -m tools deploy $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(DEPLOY_ARGS)
 
 install: venv
 	$(PY) -m tools install $(if $(BOARD),--board $(BOARD)) $(if $(PORT),--port $(PORT)) $(INSTALL_ARGS)

@@ -187,10 +187,10 @@ def parser():
     sub = ap.add_subparsers(dest="command", metavar="command")
     sub.required = True
     register_core(sub)
-    from tools import deploy, flash, fleet, install, testhw
+    from tools import deploy, flash, fleet, install, ota, testhw
     fleet.register(sub)
     flash.register(sub)
-    deploy.register(sub)
+    ota.extend(deploy.register(sub))  # deploy over USB, or over Wi-Fi with --host
     install.register(sub)
     testhw.register(sub)
     return ap

@@ -330,7 +330,9 @@ def register(sub):
     add_common_args(p)
     p.add_argument("--no-build", action="store_true", help="deploy the existing build")
     p.set_defaults(func=cmd_deploy)
+    deploy_parser = p
 
     p = sub.add_parser("repl", help="open the board's REPL (mpremote)")
     add_port_arg(p)
     p.set_defaults(func=cmd_repl)
+    return deploy_parser

@@ -11,10 +11,12 @@ import shutil
 
 # Board files a deploy never removes although the build does not have them:
 # the user's settings, anything the app keeps under /data, the virtual
-# board's control files, and a mounted ROMFS image (read-only; listing / on
-# a board with a romfs partition shows it as /rom).
-PRESERVE_FILES = ("/settings.json",)
-PRESERVE_DIRS = ("/data/", "/.staging/", "/.vboard/", "/rom/")
+# board's control files, a mounted ROMFS image (read-only; listing / on
+# a board with a romfs partition shows it as /rom), and boot.py's rollback
+# state (/.previous: the files the last deploy replaced, until its app
+# confirms; /.rolledback: its note on a rollback, until the app reports it).
+PRESERVE_FILES = ("/settings.json", "/.rolledback")
+PRESERVE_DIRS = ("/data/", "/.staging/", "/.vboard/", "/rom/", "/.previous/")
 
 
 def preserved(path):

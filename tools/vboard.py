@@ -300,6 +300,15 @@ class VirtualBoard:
         if self.tty_link and os.path.islink(self.tty_link):
             os.remove(self.tty_link)
 
+    def power_cut(self):
+        """Cut the power and bring it back: the VM is killed where it
+        stands (SIGKILL: nothing is flushed or cleaned up, a file being
+        written stays as far as it got) and starts again from boot.py, as
+        a board does."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
     def __enter__(self):
         return self.start()
 

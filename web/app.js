@@ -41,6 +41,7 @@ function showConnection() {
 const facts = {
   board: $("s-board"), version: $("s-version"), uptime: $("s-uptime"), streams: $("s-streams"),
   wifi: $("s-wifi"), camera: $("s-camera"), heapmin: $("s-heapmin"), events: $("s-events"),
+  update: $("s-update"),
 };
 let uptime = null; // [uptime_s, when we learnt it]
 
@@ -91,6 +92,7 @@ async function refreshStatus() {
     showCamera(s.camera);
     if (s.heap_min_free != null) setText(facts.heapmin, kb(s.heap_min_free));
     if (s.auto_mask) showMask(s.auto_mask);
+    if (s.update) setText(facts.update, s.update);
     if (Array.isArray(s.warnings)) {
       $("warnings").textContent = "";
       for (const w of s.warnings) warn(typeof w === "string" ? w : w.message || JSON.stringify(w));
@@ -359,6 +361,8 @@ function onStatus(d) {
     settingsChanged(d.changed || []);
   } else if (k === "mask") {
     showMask(d);
+  } else if (k === "update") {
+    setText(facts.update, d.message || "");
   }
   return k + ": " + (d.message || "") + (d.reason ? " (" + d.reason + ")" : "");
 }

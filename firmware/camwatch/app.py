@@ -8,6 +8,8 @@ settings and the board.
 import asyncio
 import gc
 import json
+import os
+import sys
 import time
 
 import camwatch
@@ -26,6 +28,7 @@ from ssehub import Hub, Server
 CAMERA_BACKOFF_MAX_S = 30
 WATCHDOG_MS = 30000
 REQUEST_TIMEOUT_S = 5  # a connection that sends no request in this long is closed
+UPLOAD_MAX = 65536  # camwatch.update.MAX_FILE: the most bytes of one uploaded file
 
 
 class App:
@@ -61,12 +64,15 @@ class App:
         self.wifi = WiFi(board, s, self.status, self._network_changed, self._ap_changed)
         self.booted = time.ticks_ms()
         self.portal = None  # camwatch.portal, loaded by setup() when first needed
+        self.update = None  # camwatch.update, loaded by updater() when first needed
         self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
+        self.web.stream_body("PUT", "/api/update/files/", UPLOAD_MAX)
         self.guard = Guard()  # every password check goes through it
         self._net_up = asyncio.Event()
         self._net_down = asyncio.Event()
         self.parts = []
         self._heap_short = False  # new streams refused for want of heap
+        self._unconfirmed = False  # a deploy waits for this app to confirm it
         add_routes(self)
         # capabilities: each owns its routes, task and settings keys
         self.clock = self.add(Clock(self))
@@ -94,6 +100,30 @@ class App:
             self.portal = Portal(self)
         return self.portal
 
+    def updater(self):
+        """Updates over Wi-Fi (camwatch.update), loaded on first use."""
+        if self.update is None:
+            from camwatch.update import Update
+
+            self.update = Update(self)
+        return self.update
+
+    async def confirm_update(self):
+        """Keep a deploy whose app has served for ``confirm_s``: boot.py
+        then has nothing to roll back to (camwatch.deployed.confirm)."""
+        from camwatch import deployed as update
+
+        await asyncio.sleep(self.settings["confirm_s"])
+        if update.pending():
+            count = update.confirm()
+            self._unconfirmed = False
+            del sys.modules["camwatch.deployed"]  # its heap back
+            del camwatch.deployed
+            self.status.report("update", "the new app has served for %d s and is kept (%d files "
+                               "of the one before it dropped)"
+                               % (self.settings["confirm_s"], count),
+                               {"phase": "confirmed"})
+
     def _ap_changed(self, up):
         if up or self.portal is not None:
             self.setup().ap_changed(up)
@@ -119,7 +149,10 @@ class App:
             task = asyncio.create_task(self.web.start_server(host=host, port=port))
             await asyncio.sleep_ms(0)
             print("camwatch: dashboard at " + self.url())
+            confirm = self._unconfirmed and asyncio.create_task(self.confirm_update())
             await self._net_down.wait()
+            if confirm:
+                confirm.cancel()  # served for less than confirm_s: start again
             self.web.shutdown()
             self.hub.close()
             try:
@@ -277,6 +310,27 @@ class App:
                                "until it recovers" % free, {"heap_free": free})
         return True
 
+    def _update_status(self):
+        # what boot.py did with the last deploy: rolled it back, or it waits
+        # to be confirmed (camwatch.deployed, loaded only then)
+        self._unconfirmed = False
+        try:
+            os.stat(".rolledback")
+        except OSError:
+            try:
+                os.stat(".previous")
+            except OSError:
+                return
+        from camwatch import deployed as update
+
+        note = update.rolled_back()
+        if note:
+            self.status.report("warning", "update rolled back: " + note, {"rolled_back": True})
+        self._unconfirmed = update.pending()
+        if self._unconfirmed:
+            self.status.report("update", "a new app: kept once it has served for %d s"
+                               % self.settings["confirm_s"], {"phase": "confirming"})
+
     async def watchdog(self):
         self.board.start_watchdog(WATCHDOG_MS)
         while True:
@@ -304,6 +358,8 @@ class App:
             "http_refused": self.web.refused,
             "password_failures": self.guard.failures,
             "auto_mask": self.auto_mask(),
+            "micropython": micropython_abi(),
+            "update": self.status.last.get("update", {}).get("message"),
         }
 
     def auto_mask(self):
@@ -323,6 +379,7 @@ class App:
                             "board": info.get("id")})
         for warning in self._load_warnings:
             self.status.report("warning", warning)
+        self._update_status()
         if not self.settings["admin_hash"]:
             print("camwatch: no admin password is set: open the dashboard, Settings, and set "
                   "one (taken in the %d minutes after boot, or from the board's own access "
@@ -335,6 +392,19 @@ class App:
             if hasattr(part, "run"):
                 asyncio.create_task(part.run())
         await self.serve()
+
+
+def micropython_abi():
+    """What the board runs, for the deploy tool's ABI check (tools.abi):
+    ``platform``, ``version``, ``_mpy`` (None on a port without .mpy
+    support) and the chip in ``machine``."""
+    impl = sys.implementation
+    try:
+        machine = os.uname().machine
+    except AttributeError:  # the unix port has no os.uname
+        machine = ""
+    return {"platform": sys.platform, "version": list(impl.version[:3]),
+            "_mpy": getattr(impl, "_mpy", None), "machine": machine}
 
 
 def add_static(app):
@@ -454,6 +524,19 @@ def add_routes(app):
         if changed:
             app.apply_settings(changed)
         return {"settings": app.settings.public(), "changed": changed}
+
+    # updates over Wi-Fi: camwatch.update does the work
+    @web.get("/api/update")
+    async def update_list(request):
+        return await app.updater().listing(request)
+
+    @web.put("/api/update/files/<path:path>")
+    async def update_file(request, path):
+        return await app.updater().put(request, path)
+
+    @web.post("/api/update/commit")
+    async def update_commit(request):
+        return await app.updater().commit(request)
 
     # setting the board up from a phone: camwatch.portal does the work
     @web.post("/api/claim")

@@ -53,6 +53,9 @@ SPECS = {
     "episodes_max": ("int", 0, 32),
     "thumbs_bytes": ("int", 2048, 262144),
     "sd_max_mb": ("int", 0, 1048576),
+    # updates: seconds a deployed app serves before it is kept (boot.py
+    # rolls back one that has not after 3 starts)
+    "confirm_s": ("int", 5, 3600),
     # admin (written by `make deploy`; a salted sha256, never the password)
     "admin_salt": ("str", 0, 64),
     "admin_hash": ("str", 0, 64),
@@ -83,6 +86,7 @@ DEFAULTS = {
     "episodes_max": 8,
     "thumbs_bytes": 12288,
     "sd_max_mb": 1024,
+    "confirm_s": 60,
     "admin_salt": "",
     "admin_hash": "",
 }

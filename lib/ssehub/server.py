@@ -81,6 +81,46 @@ def peer(addr):
     return "?", 0
 
 
+class _Body:
+    # A request body that the handler reads itself (Server.stream_body):
+    # what came in with the head first, then the socket, never past the
+    # Content-Length.
+    def __init__(self, first, reader, length):
+        self._first = first
+        self._reader = reader
+        self.left = length  # bytes not read yet
+
+    async def read(self, n=-1):
+        if self.left <= 0:
+            return b""
+        if n < 0 or n > self.left:
+            n = self.left
+        if self._first:
+            chunk = self._first[:n]
+            self._first = self._first[len(chunk):]
+        else:
+            chunk = await self._reader.read(n)
+        self.left -= len(chunk)
+        return chunk
+
+    async def readinto(self, buf):
+        # like read(), into ``buf`` (a bytearray or memoryview): no
+        # allocation per read; returns the count, 0 at the end
+        n = min(len(buf), self.left)
+        if n <= 0:
+            return 0
+        if self._first:
+            k = min(n, len(self._first))
+            buf[:k] = self._first[:k]
+            self._first = self._first[k:]
+        else:
+            k = None
+            while k is None:  # None: nothing to read after all; wait again
+                k = await self._reader.readinto(memoryview(buf)[:n])
+        self.left -= k
+        return k
+
+
 class _Refused(Exception):
     # a request the server answers with ``status`` and ``reason``
     def __init__(self, status, reason):
@@ -148,12 +188,24 @@ class Server(Microdot):
         self.timeouts = 0
         #: requests refused here: malformed or too big (4xx), or no memory (503)
         self.refused = 0
+        #: ``(method, path prefix, most bytes)``: see stream_body()
+        self.streamed = []
         self._log_since = ticks_ms()
         self._logged = 0
         self._unlogged = 0
         # a handler that runs out of memory: 503 and a retry, as when the
         # request itself could not be read, not Microdot's 500
         self.error_handlers[MemoryError] = self._no_memory
+
+    def stream_body(self, method, prefix, most):
+        """Let the handlers of ``method`` requests whose path starts with
+        ``prefix`` read a body of up to ``most`` bytes themselves, from
+        ``request.stream`` (``await request.stream.read(n)``; ``b""`` at its
+        end), after the request's deadline: an upload bigger than
+        ``max_body`` that must not sit whole in the heap. Such a request
+        reaches its handler with ``request.body`` empty; the handler sets
+        its own deadline on each read."""
+        self.streamed.append((method, prefix, most))
 
     def _no_memory(self, request, exc):
         self._note("http: 503: out of memory serving " + request.path)
@@ -226,17 +278,29 @@ class Server(Microdot):
                 raise _Refused(411, "chunked bodies are not taken; send Content-Length")
             headers[name] = value
         body = b""
+        stream = None
         if length:
-            if length > self.max_body:
-                raise _Refused(413, "body over %d bytes" % self.max_body)
-            body = rest[:length]
-            if len(body) < length:
-                body += await reader.readexactly(length - len(body))
+            most = self.max_body
+            for m, prefix, limit in self.streamed:
+                if m == method and url.startswith(prefix):
+                    most = limit
+                    stream = True
+            if length > most:
+                raise _Refused(413, "body over %d bytes" % most)
+            if stream:
+                stream = _Body(rest[:length], reader, length)
+            else:
+                body = rest[:length]
+                if len(body) < length:
+                    body += await reader.readexactly(length - len(body))
         try:
-            return Request(self, peer(writer.get_extra_info("peername")), method, url,
-                           version[5:], headers, body=body, sock=(reader, writer))
+            req = Request(self, peer(writer.get_extra_info("peername")), method, url,
+                          version[5:], headers, body=body, stream=stream, sock=(reader, writer))
         except ValueError:  # what Microdot parses itself: the query string
             raise _Refused(400, "bad query string")
+        if stream:
+            req.max_content_length = length  # checked here already; Microdot's 16 KB is not ours
+        return req
 
     # -- answering ------------------------------------------------------------
 
