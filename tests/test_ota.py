@@ -394,3 +394,84 @@ def test_an_app_that_never_starts_is_rolled_back_after_3_starts(board, builds):
     assert any(w.startswith("update rolled back: the app deployed last did not come up")
                for w in warnings), warnings
     assert "camwatch: warning: update rolled back" in board.console()
+
+
+def _run_boot(flash):
+    """Run the build's boot.py with ``flash`` as / on the MicroPython VM."""
+    from tools.vboard import micropython_command
+
+    shutil.copy(os.path.join(ROOT, "firmware", "boot.py"), os.path.join(flash, "boot.py"))
+    r = subprocess.run([micropython_command(), "boot.py"], cwd=flash, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def _put(flash, path, text):
+    path = os.path.join(flash, path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _read(flash, path):
+    try:
+        with open(os.path.join(flash, path)) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _stage(flash, files, delete=()):
+    for path, text in files.items():
+        _put(flash, ".staging/" + path, text)
+    _put(flash, ".staging/.swap", json.dumps({"copy": ["/" + p for p in files],
+                                              "delete": ["/" + p for p in delete]}))
+
+
+def test_boot_keeps_the_last_kept_app_across_two_deploys_and_restores_it(tmp_path):
+    """boot.py on the VM: two deploys before the first was kept, then 3
+    starts that did not confirm; the rollback is cut by a power loss half-way
+    and finished at the next boot. Each step checks every file."""
+    flash = str(tmp_path)
+    for name in ("a", "b", "gone"):
+        _put(flash, "camwatch/%s.mpy" % name, "v1")
+    _stage(flash, {"camwatch/a.mpy": "v2", "camwatch/new.mpy": "v2"}, ["camwatch/gone.mpy"])
+    out = _run_boot(flash)
+    assert "deploy: finished, 2 files moved, 1 removed" in out
+    assert [_read(flash, "camwatch/%s.mpy" % n) for n in ("a", "b", "gone", "new")] == \
+        ["v2", "v1", None, "v2"]
+    assert _read(flash, ".previous/camwatch/a.mpy") == "v1"
+    assert _read(flash, ".previous/camwatch/gone.mpy") == "v1"
+    assert json.loads(_read(flash, ".previous/.added")) == ["camwatch/new.mpy"]
+    assert _read(flash, ".previous/.starts") == "0"
+
+    # a second deploy before the first was kept: /.previous keeps v1
+    _put(flash, ".previous/.starts", "2")
+    _stage(flash, {"camwatch/a.mpy": "v3", "camwatch/b.mpy": "v3"}, ["camwatch/new.mpy"])
+    _run_boot(flash)
+    assert [_read(flash, "camwatch/%s.mpy" % n) for n in ("a", "b", "gone", "new")] == \
+        ["v3", "v3", None, None]
+    assert _read(flash, ".previous/camwatch/a.mpy") == "v1"
+    assert _read(flash, ".previous/camwatch/b.mpy") == "v1"
+    assert _read(flash, ".previous/.starts") == "0"  # counted afresh for the new app
+
+    # fewer than 3 starts: nothing happens
+    _put(flash, ".previous/.starts", "2")
+    assert "rolling back" not in _run_boot(flash)
+    assert _read(flash, "camwatch/a.mpy") == "v3"
+
+    # 3 starts, and the power goes after one file was restored
+    _put(flash, ".previous/.starts", "3")
+    _put(flash, ".rolledback", "the app deployed last did not come up 3 times in a row; "
+                               "the previous app was restored")
+    os.replace(os.path.join(flash, ".previous/camwatch/a.mpy"),
+               os.path.join(flash, "camwatch/a.mpy"))
+    out = _run_boot(flash)
+    assert "deploy: rolled back, 2 files restored" in out
+    assert [_read(flash, "camwatch/%s.mpy" % n) for n in ("a", "b", "gone", "new")] == \
+        ["v1", "v1", "v1", None]
+    assert not os.path.exists(os.path.join(flash, ".previous"))
+    assert _read(flash, ".rolledback").startswith("the app deployed last did not come up")
+    # and the next boot has nothing left to do
+    assert "deploy" not in _run_boot(flash)
