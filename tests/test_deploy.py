@@ -29,8 +29,8 @@ def copied(output):
         line = line.strip()
         if line.startswith("[") and "] /" in line:
             out.append(line.split("] ", 1)[1].split(" (")[0])
-        elif line.startswith("/boot.py ("):
-            out.append("/boot.py")
+        elif line.startswith("/") and "replaced atomically" in line:  # boot.py, deployguard
+            out.append(line.split(" (")[0])
     return out
 
 

@@ -372,7 +372,7 @@ def _serves(vb):
         return False
 
 
-def test_an_app_that_never_starts_is_rolled_back_after_3_starts(board, builds):
+def test_an_app_that_never_starts_is_rolled_back_after_3_failures(board, builds):
     r = deploy(builds["broken"]["src"], board.http_port, timeout=180)
     assert sent_files(r.stdout) == ["/camwatch/app.mpy"]
     # the tool waited for the board to answer again, and says what it found
@@ -385,22 +385,24 @@ def test_an_app_that_never_starts_is_rolled_back_after_3_starts(board, builds):
     console = board.console()
     assert console.count("RuntimeError: this build is broken on purpose") == 3
     assert console.count("camwatch: the app stopped; restarting in 5 s") == 3
-    assert ("deploy: rolling back: the app deployed last did not come up 3 times in a row; "
-            "the previous app was restored") in console
+    assert ("deploy: rolling back: the app deployed last failed 3 times before it had served "
+            "confirm_s; the previous app was restored") in console
     assert flash_files(board.flash) == builds["a"]["files"]
     assert not os.path.exists(os.path.join(board.flash, ".previous"))
     # the page says so: a warning in /api/status (the dashboard lists them)
     warnings = status(board)["warnings"]
-    assert any(w.startswith("update rolled back: the app deployed last did not come up")
+    assert any(w.startswith("update rolled back: the app deployed last failed 3 times")
                for w in warnings), warnings
     assert "camwatch: warning: update rolled back" in board.console()
 
 
 def _run_boot(flash):
-    """Run the build's boot.py with ``flash`` as / on the MicroPython VM."""
+    """Run boot.py (and deployguard, as source) with ``flash`` as / on the
+    MicroPython VM."""
     from tools.vboard import micropython_command
 
-    shutil.copy(os.path.join(ROOT, "firmware", "boot.py"), os.path.join(flash, "boot.py"))
+    for name in ("boot.py", "deployguard.py"):
+        shutil.copy(os.path.join(ROOT, "firmware", name), os.path.join(flash, name))
     r = subprocess.run([micropython_command(), "boot.py"], cwd=flash, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -431,7 +433,7 @@ def _stage(flash, files, delete=()):
 
 def test_boot_keeps_the_last_kept_app_across_two_deploys_and_restores_it(tmp_path):
     """boot.py on the VM: two deploys before the first was kept, then 3
-    starts that did not confirm; the rollback is cut by a power loss half-way
+    failures of its app; the rollback is cut by a power loss half-way
     and finished at the next boot. Each step checks every file."""
     flash = str(tmp_path)
     for name in ("a", "b", "gone"):
@@ -444,27 +446,27 @@ def test_boot_keeps_the_last_kept_app_across_two_deploys_and_restores_it(tmp_pat
     assert _read(flash, ".previous/camwatch/a.mpy") == "v1"
     assert _read(flash, ".previous/camwatch/gone.mpy") == "v1"
     assert json.loads(_read(flash, ".previous/.added")) == ["camwatch/new.mpy"]
-    assert _read(flash, ".previous/.starts") == "0"
+    assert _read(flash, ".previous/.failures") == "0"
 
     # a second deploy before the first was kept: /.previous keeps v1
-    _put(flash, ".previous/.starts", "2")
+    _put(flash, ".previous/.failures", "2")
     _stage(flash, {"camwatch/a.mpy": "v3", "camwatch/b.mpy": "v3"}, ["camwatch/new.mpy"])
     _run_boot(flash)
     assert [_read(flash, "camwatch/%s.mpy" % n) for n in ("a", "b", "gone", "new")] == \
         ["v3", "v3", None, None]
     assert _read(flash, ".previous/camwatch/a.mpy") == "v1"
     assert _read(flash, ".previous/camwatch/b.mpy") == "v1"
-    assert _read(flash, ".previous/.starts") == "0"  # counted afresh for the new app
+    assert _read(flash, ".previous/.failures") == "0"  # counted afresh for the new app
 
-    # fewer than 3 starts: nothing happens
-    _put(flash, ".previous/.starts", "2")
+    # fewer than 3 failures: nothing happens
+    _put(flash, ".previous/.failures", "2")
     assert "rolling back" not in _run_boot(flash)
     assert _read(flash, "camwatch/a.mpy") == "v3"
 
-    # 3 starts, and the power goes after one file was restored
-    _put(flash, ".previous/.starts", "3")
-    _put(flash, ".rolledback", "the app deployed last did not come up 3 times in a row; "
-                               "the previous app was restored")
+    # 3 failures, and the power goes after one file was restored
+    _put(flash, ".previous/.failures", "3")
+    _put(flash, ".rolledback", "the app deployed last failed 3 times before it had served "
+                               "confirm_s; the previous app was restored")
     os.replace(os.path.join(flash, ".previous/camwatch/a.mpy"),
                os.path.join(flash, "camwatch/a.mpy"))
     out = _run_boot(flash)
@@ -472,6 +474,6 @@ def test_boot_keeps_the_last_kept_app_across_two_deploys_and_restores_it(tmp_pat
     assert [_read(flash, "camwatch/%s.mpy" % n) for n in ("a", "b", "gone", "new")] == \
         ["v1", "v1", "v1", None]
     assert not os.path.exists(os.path.join(flash, ".previous"))
-    assert _read(flash, ".rolledback").startswith("the app deployed last did not come up")
+    assert _read(flash, ".rolledback").startswith("the app deployed last failed 3 times")
     # and the next boot has nothing left to do
     assert "deploy" not in _run_boot(flash)

@@ -216,19 +216,21 @@ def sync_files(t, port, board_id, manifest, log=print):
         % (len(copy), len(delete), len(manifest["files"]) - len(copy), port))
 
     made = set()
-    staged = [p for p in copy if p != "/boot.py"]
+    staged = [p for p in copy if p not in sync.BOOT_FILES]
     for i, path in enumerate(staged, 1):
         with open(os.path.join(fs, path[1:]), "rb") as f:
             data = f.read()
         log("  [%d/%d] %s (%d bytes)" % (i, len(staged), path, len(data)))
         remote.mkdirs(t, "/.staging" + path, made)
         remote.write(t, "/.staging" + path, data)
-    if "/boot.py" in copy:
-        with open(os.path.join(fs, "boot.py"), "rb") as f:
+    for path in sync.BOOT_FILES:
+        if path not in copy:
+            continue
+        with open(os.path.join(fs, path[1:]), "rb") as f:
             data = f.read()
-        log("  /boot.py (%d bytes, replaced atomically)" % len(data))
-        remote.write(t, "/boot.py.new", data)
-        remote.run(t, "import os\nos.rename('boot.py.new', 'boot.py')")
+        log("  %s (%d bytes, replaced atomically)" % (path, len(data)))
+        remote.write(t, path + ".new", data)
+        remote.run(t, "import os\nos.rename(%r, %r)" % (path[1:] + ".new", path[1:]))
     if staged or delete:
         remote.mkdirs(t, "/.staging/.swap", made)
         remote.write(t, "/.staging/.swap", json.dumps({"copy": staged, "delete": delete}).encode())

@@ -5,7 +5,7 @@ board's update routes (``firmware/camwatch/update.py``):
 
 1. ``GET /api/status``: what MicroPython the board runs; a build it cannot
    import is refused before anything is sent (``tools.abi``), as over USB;
-2. ``GET /api/update`` (admin password): the sha256 of each of the app's
+2. ``GET /api/update/files`` (admin password): the sha256 of each of the app's
    files on the board, and of what an earlier, cut-off deploy staged;
 3. ``PUT /api/update/files/<path>?sha256=...`` for each file that differs
    and is not staged already: the board keeps it in ``/.staging`` only if
@@ -299,7 +299,7 @@ def deploy(host, password, board_id=None, no_build=False, log=print, wait=60):
     b = Board(host, password)
     status = b.status()
     board, manifest = check_build(b, status, board_id, no_build, log=log)
-    listing = b.api("GET", "/api/update")
+    listing = b.api("GET", "/api/update/files")
     want = sync.wanted(manifest)
     copy, delete = sync.plan(manifest, listing["files"])
     staged = [p for p in copy if listing["staged"].get(p) == want[p]]

@@ -16,6 +16,10 @@ import shutil
 # state (/.previous: the files the last deploy replaced, until its app
 # confirms; /.rolledback: its note on a rollback, until the app reports it).
 PRESERVE_FILES = ("/settings.json", "/.rolledback")
+# What finishes a deploy at boot: a deploy replaces these on their own,
+# each by a rename, before it writes the plan (never staged, never rolled
+# back), so the board always has the code that reads the plan.
+BOOT_FILES = ("/boot.py", "/deployguard.mpy")
 PRESERVE_DIRS = ("/data/", "/.staging/", "/.vboard/", "/rom/", "/.previous/")
 
 

@@ -64,7 +64,6 @@ class App:
         self.wifi = WiFi(board, s, self.status, self._network_changed, self._ap_changed)
         self.booted = time.ticks_ms()
         self.portal = None  # camwatch.portal, loaded by setup() when first needed
-        self.update = None  # camwatch.update, loaded by updater() when first needed
         self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
         self.web.stream_body("PUT", "/api/update/files/", UPLOAD_MAX)
         self.guard = Guard()  # every password check goes through it
@@ -72,7 +71,6 @@ class App:
         self._net_down = asyncio.Event()
         self.parts = []
         self._heap_short = False  # new streams refused for want of heap
-        self._unconfirmed = False  # a deploy waits for this app to confirm it
         add_routes(self)
         # capabilities: each owns its routes, task and settings keys
         self.clock = self.add(Clock(self))
@@ -100,14 +98,6 @@ class App:
             self.portal = Portal(self)
         return self.portal
 
-    def updater(self):
-        """Updates over Wi-Fi (camwatch.update), loaded on first use."""
-        if self.update is None:
-            from camwatch.update import Update
-
-            self.update = Update(self)
-        return self.update
-
     async def confirm_update(self):
         """Keep a deploy whose app has served for ``confirm_s``: boot.py
         then has nothing to roll back to (camwatch.deployed.confirm)."""
@@ -116,7 +106,6 @@ class App:
         await asyncio.sleep(self.settings["confirm_s"])
         if update.pending():
             count = update.confirm()
-            self._unconfirmed = False
             del sys.modules["camwatch.deployed"]  # its heap back
             del camwatch.deployed
             self.status.report("update", "the new app has served for %d s and is kept (%d files "
@@ -149,7 +138,7 @@ class App:
             task = asyncio.create_task(self.web.start_server(host=host, port=port))
             await asyncio.sleep_ms(0)
             print("camwatch: dashboard at " + self.url())
-            confirm = self._unconfirmed and asyncio.create_task(self.confirm_update())
+            confirm = _exists(".previous") and asyncio.create_task(self.confirm_update())
             await self._net_down.wait()
             if confirm:
                 confirm.cancel()  # served for less than confirm_s: start again
@@ -313,21 +302,14 @@ class App:
     def _update_status(self):
         # what boot.py did with the last deploy: rolled it back, or it waits
         # to be confirmed (camwatch.deployed, loaded only then)
-        self._unconfirmed = False
-        try:
-            os.stat(".rolledback")
-        except OSError:
-            try:
-                os.stat(".previous")
-            except OSError:
-                return
+        if not _exists(".rolledback") and not _exists(".previous"):
+            return
         from camwatch import deployed as update
 
         note = update.rolled_back()
         if note:
             self.status.report("warning", "update rolled back: " + note, {"rolled_back": True})
-        self._unconfirmed = update.pending()
-        if self._unconfirmed:
+        if update.pending():
             self.status.report("update", "a new app: kept once it has served for %d s"
                                % self.settings["confirm_s"], {"phase": "confirming"})
 
@@ -394,6 +376,14 @@ class App:
         await self.serve()
 
 
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def micropython_abi():
     """What the board runs, for the deploy tool's ABI check (tools.abi):
     ``platform``, ``version``, ``_mpy`` (None on a port without .mpy
@@ -456,8 +446,20 @@ def add_static(app):
     async def index(request):
         return asset(request, "index.html")
 
-    @app.web.get("/<path:name>")
+    update = []  # camwatch.update, loaded by the first update request
+
+    # every other path, and the update routes: they have no route of their
+    # own, since each route costs the heap some hundred bytes
+    @app.web.route("/<path:name>", methods=["GET", "PUT", "POST"])
     async def static(request, name):
+        if name[:11] == "api/update/":
+            if not update:
+                from camwatch.update import Update
+
+                update.append(Update(app))
+            return await update[0].route(request, name[11:])
+        if request.method != "GET":
+            return {"error": "not found"}, 404
         return asset(request, name)
 
 
@@ -524,19 +526,6 @@ def add_routes(app):
         if changed:
             app.apply_settings(changed)
         return {"settings": app.settings.public(), "changed": changed}
-
-    # updates over Wi-Fi: camwatch.update does the work
-    @web.get("/api/update")
-    async def update_list(request):
-        return await app.updater().listing(request)
-
-    @web.put("/api/update/files/<path:path>")
-    async def update_file(request, path):
-        return await app.updater().put(request, path)
-
-    @web.post("/api/update/commit")
-    async def update_commit(request):
-        return await app.updater().commit(request)
 
     # setting the board up from a phone: camwatch.portal does the work
     @web.post("/api/claim")

@@ -1,8 +1,8 @@
 """After a deploy: confirm the new app, or report boot.py's rollback.
 
 boot.py keeps the files a deploy replaced in /.previous until the app that
-replaced them has served for ``confirm_s`` (``confirm()``); after 3 starts
-that did not, it puts them back and leaves a note in /.rolledback
+replaced them has served for ``confirm_s`` (``confirm()``); after 3
+failures before that (deployguard), it puts them back and leaves a note in /.rolledback
 (``rolled_back()``). Small on purpose: the app loads it at start only while
 either is there.
 """
@@ -71,3 +71,4 @@ def rolled_back():
     except OSError:
         pass
     return note
+

@@ -2,20 +2,21 @@
 
 The host (``tools/ota.py``) carries the serial deploy's plan over HTTP:
 
-1. ``GET /api/update``: the sha256 of each of the app's files on the board,
+1. ``GET /api/update/files``: the sha256 of each of the app's files on the board,
    and of each file already staged (by a deploy that was cut off);
 2. ``PUT /api/update/files/<path>?sha256=<hex>`` for each file that
    differs: streamed into ``/.staging`` (512 bytes at a time) and kept only
    if its sha256 is the one given (``422`` and nothing kept otherwise);
 3. ``POST /api/update/commit`` with ``{"copy": [...], "delete": [...]}``:
-   every file to copy must be staged; ``boot.py`` is replaced at once (a
-   rename), ``/.staging/.swap`` is written last and the board restarts.
+   every file to copy must be staged; ``boot.py`` and ``deployguard.mpy``
+   are put in place at once (a rename each), ``/.staging/.swap`` is written last and the board restarts.
    ``boot.py`` moves the files into place, keeping those it replaces in
    ``/.previous`` until the new app confirms (``confirm()``).
 
 Every route wants the admin password (HTTP Basic, any user name); wrong
 tries are slowed by the app's ``Guard`` as on ``/api/settings``. Paths are
-the app's own files only (``boot.py``, ``main.py``, ``board.json`` and what
+the app's own files only (``boot.py``, ``main.py``, ``board.json``,
+``deployguard.mpy`` and what
 is under ``camwatch/``, ``lib/`` and ``web/``): never ``settings.json``,
 never a path with ``..`` or a part that starts with a dot. A cut
 connection leaves the running app as it was; what was staged stays until
@@ -42,8 +43,9 @@ SPARE = const(16384)  # flash bytes an upload must leave free
 _CHUNK = const(512)
 _READ_S = 10  # an upload whose body stops arriving for this long is dropped
 _STATUS_MS = const(2000)  # at most one progress status this often
-_FILES = ("boot.py", "main.py", "board.json")
+_FILES = ("boot.py", "main.py", "board.json", "deployguard.mpy")
 _ROOTS = ("camwatch", "lib", "web")
+_BOOT_FILES = ("/boot.py", "/deployguard.mpy")  # tools.sync.BOOT_FILES
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 _MAX_PATH = const(96)
 
@@ -59,7 +61,7 @@ def app_path(path):
     parts = rel.split("/")
     if rel not in _FILES and (len(parts) < 2 or parts[0] not in _ROOTS):
         raise ValueError("not one of the app's files (boot.py, main.py, board.json, "
-                         "camwatch/, lib/, web/)")
+                         "deployguard.mpy, camwatch/, lib/, web/)")
     for part in parts:
         if not part or part[0] == ".":
             raise ValueError("empty part, or one that starts with a dot")
@@ -155,6 +157,46 @@ def _listing(pending):
     yield "}}"
 
 
+class _Body:
+    # A body that the handler reads itself (ssehub.Server.stream_body):
+    # what came in with the head first, then the socket, never past the
+    # Content-Length.
+    def __init__(self, first, reader, length):
+        self._first = first
+        self._reader = reader
+        self.left = length  # bytes not read yet
+
+    async def read(self, n=-1):
+        if self.left <= 0:
+            return b""
+        if n < 0 or n > self.left:
+            n = self.left
+        if self._first:
+            chunk = self._first[:n]
+            self._first = self._first[len(chunk):]
+        else:
+            chunk = await self._reader.read(n)
+        self.left -= len(chunk)
+        return chunk
+
+    async def readinto(self, buf):
+        # like read(), into ``buf`` (a bytearray or memoryview): no
+        # allocation per read; returns the count, 0 at the end
+        n = min(len(buf), self.left)
+        if n <= 0:
+            return 0
+        if self._first:
+            k = min(n, len(self._first))
+            buf[:k] = self._first[:k]
+            self._first = self._first[k:]
+        else:
+            k = None
+            while k is None:  # None: nothing to read after all; wait again
+                k = await self._reader.readinto(memoryview(buf)[:n])
+        self.left -= k
+        return k
+
+
 class Update:
     """The update routes and their state.
 
@@ -201,6 +243,8 @@ class Update:
         # read and drop a refused upload's body (up to its limit, briefly), so
         # that the client is not reset before it reads why
         stream = request.stream
+        if isinstance(stream, tuple):  # streamed (ssehub.Server.stream_body)
+            stream = _Body(stream[0], stream[1], request.content_length)
         try:
             while await asyncio.wait_for(stream.read(_CHUNK), 2):
                 pass
@@ -209,8 +253,19 @@ class Update:
 
     # -- routes ---------------------------------------------------------------
 
+    async def route(self, request, rest):
+        """``/api/update/<rest>``: the three routes below, or ``404``."""
+        method = request.method
+        if rest == "files" and method == "GET":
+            return await self.listing(request)
+        if rest[:6] == "files/" and method == "PUT":
+            return await self.put(request, rest[6:])
+        if rest == "commit" and method == "POST":
+            return await self.commit(request)
+        return {"error": "no such update route: %s /api/update/%s" % (method, rest)}, 404
+
     async def listing(self, request):
-        """``GET /api/update``: hashes of the app's files and of the staged ones."""
+        """``GET /api/update/files``: hashes of the app's files and of the staged ones."""
         no = self.refuse(request)
         if no:
             return no
@@ -278,9 +333,12 @@ class Update:
         missing = [p for p in plan["copy"] if not _exists(STAGING + p)]
         if missing:
             return {"error": "not staged yet: " + ", ".join(missing), "missing": missing}, 409
-        copy = [p for p in plan["copy"] if p != "/boot.py"]
-        if len(copy) < len(plan["copy"]):
-            _move(STAGING + "/boot.py", "boot.py")  # on its own, atomically
+        copy = []
+        for path in plan["copy"]:
+            if path in _BOOT_FILES:  # what reads the plan: in place first, by a rename
+                _move(STAGING + path, path[1:])
+            else:
+                copy.append(path)
         with open(STAGING + "/.swap.new", "w") as f:
             json.dump({"copy": copy, "delete": plan["delete"]}, f)
         _move(STAGING + "/.swap.new", STAGING + "/.swap")  # the plan: last
@@ -326,7 +384,7 @@ async def _receive(request, update, path):
     length = request.content_length
     want = request.args["sha256"]
     tmp = STAGING + "/.part"
-    stream = request.stream
+    stream = _Body(request.stream[0], request.stream[1], length)
     gc.collect()  # the heap is short on a board running from .mpy files
     buf = memoryview(bytearray(_CHUNK))
     h = hashlib.sha256()

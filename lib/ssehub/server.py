@@ -81,46 +81,6 @@ def peer(addr):
     return "?", 0
 
 
-class _Body:
-    # A request body that the handler reads itself (Server.stream_body):
-    # what came in with the head first, then the socket, never past the
-    # Content-Length.
-    def __init__(self, first, reader, length):
-        self._first = first
-        self._reader = reader
-        self.left = length  # bytes not read yet
-
-    async def read(self, n=-1):
-        if self.left <= 0:
-            return b""
-        if n < 0 or n > self.left:
-            n = self.left
-        if self._first:
-            chunk = self._first[:n]
-            self._first = self._first[len(chunk):]
-        else:
-            chunk = await self._reader.read(n)
-        self.left -= len(chunk)
-        return chunk
-
-    async def readinto(self, buf):
-        # like read(), into ``buf`` (a bytearray or memoryview): no
-        # allocation per read; returns the count, 0 at the end
-        n = min(len(buf), self.left)
-        if n <= 0:
-            return 0
-        if self._first:
-            k = min(n, len(self._first))
-            buf[:k] = self._first[:k]
-            self._first = self._first[k:]
-        else:
-            k = None
-            while k is None:  # None: nothing to read after all; wait again
-                k = await self._reader.readinto(memoryview(buf)[:n])
-        self.left -= k
-        return k
-
-
 class _Refused(Exception):
     # a request the server answers with ``status`` and ``reason``
     def __init__(self, status, reason):
@@ -199,12 +159,13 @@ class Server(Microdot):
 
     def stream_body(self, method, prefix, most):
         """Let the handlers of ``method`` requests whose path starts with
-        ``prefix`` read a body of up to ``most`` bytes themselves, from
-        ``request.stream`` (``await request.stream.read(n)``; ``b""`` at its
-        end), after the request's deadline: an upload bigger than
-        ``max_body`` that must not sit whole in the heap. Such a request
-        reaches its handler with ``request.body`` empty; the handler sets
-        its own deadline on each read."""
+        ``prefix`` read a body of up to ``most`` bytes themselves, after the
+        request's deadline: an upload bigger than ``max_body`` that must not
+        sit whole in the heap. Such a request reaches its handler with
+        ``request.body`` empty and ``request.stream`` set to ``(first,
+        reader)``: the bytes of the body that came in with the head, then
+        the connection's stream for the rest (``request.content_length``
+        bytes in all). The handler sets its own deadline on each read."""
         self.streamed.append((method, prefix, most))
 
     def _no_memory(self, request, exc):
@@ -288,7 +249,7 @@ class Server(Microdot):
             if length > most:
                 raise _Refused(413, "body over %d bytes" % most)
             if stream:
-                stream = _Body(rest[:length], reader, length)
+                stream = (rest[:length], reader)
             else:
                 body = rest[:length]
                 if len(body) < length:
