@@ -172,10 +172,11 @@ def test_network_deploy_sends_only_what_differs_and_is_kept(board, builds):
     assert "camwatch: update: 4 files staged, 0 to remove; restarting" in console
     assert "deploy: finished, 4 files moved, 0 removed" in console
     # the replaced files wait in /.previous until the new app has served
-    # for confirm_s; then they are dropped and the page says the app is kept
-    kept = wait_for(lambda: "is kept" in (status(board).get("update") or "")
-                    and status(board)["update"], CONFIRM_S + 20, "the new app to be kept")
-    assert "(4 files of the one before it dropped)" in kept
+    # for confirm_s; then they are dropped, and a status event (the page's
+    # Board card, the console) says the app is kept
+    board.wait_console("camwatch: update: the new app has served for %d s and is kept "
+                       "(4 files of the one before it dropped)" % CONFIRM_S,
+                       timeout=CONFIRM_S + 20)
     assert not os.path.exists(os.path.join(board.flash, ".previous"))
 
 

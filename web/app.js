@@ -92,7 +92,6 @@ async function refreshStatus() {
     showCamera(s.camera);
     if (s.heap_min_free != null) setText(facts.heapmin, kb(s.heap_min_free));
     if (s.auto_mask) showMask(s.auto_mask);
-    if (s.update) setText(facts.update, s.update);
     if (Array.isArray(s.warnings)) {
       $("warnings").textContent = "";
       for (const w of s.warnings) warn(typeof w === "string" ? w : w.message || JSON.stringify(w));

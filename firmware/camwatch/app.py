@@ -8,8 +8,6 @@ settings and the board.
 import asyncio
 import gc
 import json
-import os
-import sys
 import time
 
 import camwatch
@@ -28,7 +26,6 @@ from ssehub import Hub, Server
 CAMERA_BACKOFF_MAX_S = 30
 WATCHDOG_MS = 30000
 REQUEST_TIMEOUT_S = 5  # a connection that sends no request in this long is closed
-UPLOAD_MAX = 65536  # camwatch.update.MAX_FILE: the most bytes of one uploaded file
 
 
 class App:
@@ -65,7 +62,8 @@ class App:
         self.booted = time.ticks_ms()
         self.portal = None  # camwatch.portal, loaded by setup() when first needed
         self.web = Server(request_timeout=REQUEST_TIMEOUT_S)
-        self.web.stream_body("PUT", "/api/update/files/", UPLOAD_MAX)
+        # an upload is read by camwatch.update, 64 KB at most (its MAX_FILE)
+        self.web.stream_body("PUT", "/api/update/files/", 65536)
         self.guard = Guard()  # every password check goes through it
         self._net_up = asyncio.Event()
         self._net_down = asyncio.Event()
@@ -98,21 +96,6 @@ class App:
             self.portal = Portal(self)
         return self.portal
 
-    async def confirm_update(self):
-        """Keep a deploy whose app has served for ``confirm_s``: boot.py
-        then has nothing to roll back to (camwatch.deployed.confirm)."""
-        from camwatch import deployed as update
-
-        await asyncio.sleep(self.settings["confirm_s"])
-        if update.pending():
-            count = update.confirm()
-            del sys.modules["camwatch.deployed"]  # its heap back
-            del camwatch.deployed
-            self.status.report("update", "the new app has served for %d s and is kept (%d files "
-                               "of the one before it dropped)"
-                               % (self.settings["confirm_s"], count),
-                               {"phase": "confirmed"})
-
     def _ap_changed(self, up):
         if up or self.portal is not None:
             self.setup().ap_changed(up)
@@ -138,10 +121,7 @@ class App:
             task = asyncio.create_task(self.web.start_server(host=host, port=port))
             await asyncio.sleep_ms(0)
             print("camwatch: dashboard at " + self.url())
-            confirm = _exists(".previous") and asyncio.create_task(self.confirm_update())
             await self._net_down.wait()
-            if confirm:
-                confirm.cancel()  # served for less than confirm_s: start again
             self.web.shutdown()
             self.hub.close()
             try:
@@ -299,19 +279,21 @@ class App:
                                "until it recovers" % free, {"heap_free": free})
         return True
 
-    def _update_status(self):
-        # what boot.py did with the last deploy: rolled it back, or it waits
-        # to be confirmed (camwatch.deployed, loaded only then)
-        if not _exists(".rolledback") and not _exists(".previous"):
-            return
-        from camwatch import deployed as update
+    def _after_deploy(self):
+        # boot.py rolled the last deploy back, or it waits for this app to be
+        # kept: camwatch.deployed reports the one and keeps the app after
+        # confirm_s of serving (loaded only then)
+        import os
 
-        note = update.rolled_back()
-        if note:
-            self.status.report("warning", "update rolled back: " + note, {"rolled_back": True})
-        if update.pending():
-            self.status.report("update", "a new app: kept once it has served for %d s"
-                               % self.settings["confirm_s"], {"phase": "confirming"})
+        for name in (".previous", ".rolledback"):
+            try:
+                os.stat(name)
+            except OSError:
+                continue
+            from camwatch import deployed
+
+            asyncio.create_task(deployed.run(self))
+            return
 
     async def watchdog(self):
         self.board.start_watchdog(WATCHDOG_MS)
@@ -340,9 +322,23 @@ class App:
             "http_refused": self.web.refused,
             "password_failures": self.guard.failures,
             "auto_mask": self.auto_mask(),
-            "micropython": micropython_abi(),
-            "update": self.status.last.get("update", {}).get("message"),
+            "micropython": self.micropython(),
         }
+
+    def micropython(self):
+        """What the board runs, for the deploy tool's ABI check (tools.abi):
+        ``platform``, ``version``, ``_mpy`` (None on a port without .mpy
+        support) and the chip in ``machine``."""
+        import os
+        import sys
+
+        impl = sys.implementation
+        try:
+            machine = os.uname().machine
+        except AttributeError:  # the unix port has no os.uname
+            machine = ""
+        return {"platform": sys.platform, "version": list(impl.version[:3]),
+                "_mpy": getattr(impl, "_mpy", None), "machine": machine}
 
     def auto_mask(self):
         """The detector's automatic mask: ``{"rects": [[x, y, w, h], ...],
@@ -361,7 +357,7 @@ class App:
                             "board": info.get("id")})
         for warning in self._load_warnings:
             self.status.report("warning", warning)
-        self._update_status()
+        self._after_deploy()
         if not self.settings["admin_hash"]:
             print("camwatch: no admin password is set: open the dashboard, Settings, and set "
                   "one (taken in the %d minutes after boot, or from the board's own access "
@@ -374,27 +370,6 @@ class App:
             if hasattr(part, "run"):
                 asyncio.create_task(part.run())
         await self.serve()
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def micropython_abi():
-    """What the board runs, for the deploy tool's ABI check (tools.abi):
-    ``platform``, ``version``, ``_mpy`` (None on a port without .mpy
-    support) and the chip in ``machine``."""
-    impl = sys.implementation
-    try:
-        machine = os.uname().machine
-    except AttributeError:  # the unix port has no os.uname
-        machine = ""
-    return {"platform": sys.platform, "version": list(impl.version[:3]),
-            "_mpy": getattr(impl, "_mpy", None), "machine": machine}
 
 
 def add_static(app):

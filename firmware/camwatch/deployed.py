@@ -2,12 +2,14 @@
 
 boot.py keeps the files a deploy replaced in /.previous until the app that
 replaced them has served for ``confirm_s`` (``confirm()``); after 3
-failures before that (deployguard), it puts them back and leaves a note in /.rolledback
-(``rolled_back()``). Small on purpose: the app loads it at start only while
-either is there.
+failures before that (deployguard), it puts them back and leaves a note in
+/.rolledback (``rolled_back()``). The app runs ``run()`` at start only
+while either is there.
 """
 
+import asyncio
 import os
+import sys
 
 PREVIOUS = ".previous"
 NOTE = ".rolledback"
@@ -72,3 +74,27 @@ def rolled_back():
         pass
     return note
 
+
+async def run(app):
+    """Report a rollback boot.py did; keep a new app once it has served
+    (its network up) for ``confirm_s`` in a row. Unloads this module after."""
+    note = rolled_back()
+    if note:
+        app.status.report("warning", "update rolled back: " + note, {"rolled_back": True})
+    if pending():
+        need = app.settings["confirm_s"]
+        app.status.report("update", "a new app: kept once it has served for %d s" % need,
+                          {"phase": "confirming"})
+        served = 0
+        while served < need:
+            await app._net_up.wait()  # serving: the server runs while the network is up
+            await asyncio.sleep(1)
+            served = served + 1 if app._net_up.is_set() else 0
+        count = confirm()
+        app.status.report("update", "the new app has served for %d s and is kept (%d files "
+                          "of the one before it dropped)" % (need, count), {"phase": "confirmed"})
+    # its heap back: no module or package attribute holds it any more
+    sys.modules.pop("camwatch.deployed", None)
+    package = sys.modules.get("camwatch")
+    if package is not None and hasattr(package, "deployed"):
+        delattr(package, "deployed")

@@ -14,7 +14,6 @@ class Status:
     def __init__(self, hub):
         self.hub = hub
         self.warnings = []  # the last few warnings, for /api/status
-        self.last = {}  # kind -> the last report of that kind
         self.stamp = None  # adds the wall-clock time to an event (camwatch.clock)
 
     def report(self, kind, message, fields=None):
@@ -25,7 +24,6 @@ class Status:
             data.update(fields)
         if self.stamp is not None:
             self.stamp(data)
-        self.last[kind] = data
         if kind == "warning":
             self.warnings.append(message)
             if len(self.warnings) > 5:
