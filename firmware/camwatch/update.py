@@ -9,22 +9,22 @@ The host (``tools/ota.py``) carries the serial deploy's plan over HTTP:
    if its sha256 is the one given (``422`` and nothing kept otherwise);
 3. ``POST /api/update/commit`` with ``{"copy": [...], "delete": [...]}``:
    every file to copy must be staged; ``boot.py`` and ``deployguard.mpy``
-   are put in place at once (a rename each), ``/.staging/.swap`` is written last and the board restarts.
-   ``boot.py`` moves the files into place, keeping those it replaces in
-   ``/.previous`` until the new app confirms (``confirm()``).
+   are put in place at once (a rename each), ``/.staging/.swap`` is
+   written last and the board restarts. ``deployguard`` moves the files
+   into place at boot, keeping those it replaces in ``/.previous`` until
+   the new app is kept (``camwatch.deployed``).
 
 Every route wants the admin password (HTTP Basic, any user name); wrong
 tries are slowed by the app's ``Guard`` as on ``/api/settings``. Paths are
 the app's own files only (``boot.py``, ``main.py``, ``board.json``,
-``deployguard.mpy`` and what
-is under ``camwatch/``, ``lib/`` and ``web/``): never ``settings.json``,
+``deployguard.mpy`` and what is under ``camwatch/``, ``lib/`` and
+``web/``): never ``settings.json``,
 never a path with ``..`` or a part that starts with a dot. A cut
 connection leaves the running app as it was; what was staged stays until
 the next deploy (which does not send it again) or the next reset.
 
 Loaded by the app on the first update request: a board that is not being
-updated never holds it in its heap (camwatch.deployed, which confirms a
-deploy, is loaded without it).
+updated never holds it in its heap.
 """
 
 import asyncio
@@ -269,9 +269,8 @@ class Update:
         no = self.refuse(request)
         if no:
             return no
-        from camwatch.deployed import pending
-
-        return _listing(pending()), 200, {"Content-Type": "application/json"}
+        # pending: a deploy waits for its app to be kept (boot.py's /.previous)
+        return _listing(_exists(".previous")), 200, {"Content-Type": "application/json"}
 
     async def put(self, request, path):
         """``PUT /api/update/files/<path>?sha256=<hex>[&file=i/n]``."""
