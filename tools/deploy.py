@@ -296,7 +296,11 @@ def print_url(url, log=print):
 
 
 def cmd_deploy(args):
-    port = ports.require(args.port, "deploy")
+    try:
+        port = ports.require(args.port, "deploy")
+    except ToolError as exc:
+        raise ToolError("%s\nOr over Wi-Fi, to a board that runs the app: make deploy "
+                        "HOST=camwatch.local (its name or address)" % exc)
     secrets = None if args.no_provision else load_secrets(args.secrets)
     url = deploy(port, args.board, no_build=args.no_build, secrets=secrets)
     if url:
