@@ -12,8 +12,8 @@ board's update routes (``firmware/camwatch/update.py``):
    its sha256 is the one sent;
 4. ``POST /api/update/commit``: the board writes ``/.staging/.swap`` and
    restarts; its ``boot.py`` moves the files into place (keeping the ones
-   it replaces in ``/.previous``, restored if the new app does not come up
-   three times in a row).
+   it replaces in ``/.previous``, restored if the new app fails three times
+   before it has served ``confirm_s``).
 
 A connection cut anywhere leaves the board running its old app; the next
 deploy sends only what is not staged yet.

@@ -54,7 +54,7 @@ SPECS = {
     "thumbs_bytes": ("int", 2048, 262144),
     "sd_max_mb": ("int", 0, 1048576),
     # updates: seconds a deployed app serves before it is kept (boot.py
-    # rolls back one that has not after 3 starts)
+    # rolls back one that failed 3 times before that)
     "confirm_s": ("int", 5, 3600),
     # admin (written by `make deploy`; a salted sha256, never the password)
     "admin_salt": ("str", 0, 64),
