@@ -172,6 +172,24 @@ def default_board(found):
     return "vboard" if abi.board_chip(found) == "unix" else "esp32cam"
 
 
+def build_manifest(board_id, no_build=False, log=print):
+    """The build's manifest for ``board_id``: built now, or with
+    ``no_build`` the existing build's (ToolError when there is none, or one
+    from before the ABI record)."""
+    if not no_build:
+        return build.build(board_id, log=log)
+    path = os.path.join(build.build_dir(board_id), "manifest.json")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except OSError:
+        raise ToolError("no build for %s yet (%s missing); run without --no-build"
+                        % (board_id, path))
+    if "mpy" not in manifest:
+        raise ToolError("%s predates the ABI record; run without --no-build" % path)
+    return manifest
+
+
 def prepare(t, port, board_id=None, no_build=False, command="deploy", log=print):
     """Check, before anything is copied, that the build fits the board on ``port``.
 
@@ -184,18 +202,7 @@ def prepare(t, port, board_id=None, no_build=False, command="deploy", log=print)
     found = remote.probe(t)
     board_id = board_id or default_board(found)
     board = boards.get(board_id)
-    if no_build:
-        path = os.path.join(build.build_dir(board_id), "manifest.json")
-        try:
-            with open(path) as f:
-                manifest = json.load(f)
-        except OSError:
-            raise ToolError("no build for %s yet (%s missing); run without --no-build"
-                            % (board_id, path))
-        if "mpy" not in manifest:
-            raise ToolError("%s predates the ABI record; run without --no-build" % path)
-    else:
-        manifest = build.build(board_id, log=log)
+    manifest = build_manifest(board_id, no_build, log=log)
     abi.check(manifest["mpy"], found, board_id, port, boards.load()["boards"], command=command)
     check_board_matches(board, found, port)
     return board, manifest

@@ -245,7 +245,7 @@ def password_for(secrets_path):
 def check_build(b, status, board_id=None, no_build=False, log=print):
     """Build (or read the build) for the board at ``b`` and refuse one it
     cannot import. Returns ``(board, manifest)``."""
-    from tools.deploy import check_board_matches, default_board
+    from tools.deploy import build_manifest, check_board_matches, default_board
 
     mp = status.get("micropython")
     if not isinstance(mp, dict):
@@ -255,16 +255,7 @@ def check_build(b, status, board_id=None, no_build=False, log=print):
                           mp.get("machine") or "")
     board_id = board_id or status.get("board") or default_board(found)
     board = boards.get(board_id)
-    if no_build:
-        path = os.path.join(build.build_dir(board_id), "manifest.json")
-        try:
-            with open(path) as f:
-                manifest = json.load(f)
-        except OSError:
-            raise ToolError("no build for %s yet (%s missing); run without --no-build"
-                            % (board_id, path))
-    else:
-        manifest = build.build(board_id, log=log)
+    manifest = build_manifest(board_id, no_build, log=log)
     try:
         abi.check(manifest["mpy"], found, board_id, b.host, boards.load()["boards"])
         check_board_matches(board, found, b.host)
