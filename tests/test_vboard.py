@@ -55,6 +55,30 @@ def test_mpremote_cp_exec_and_soft_reset_then_the_app_runs_again(vboard, tmp_pat
     assert "written through the pty" in r.stdout
 
 
+def test_waiting_for_the_app_lasts_through_a_soft_reset(vboard):
+    # Between the VM's exit and its restart there is no VM for a moment (a
+    # slow restart here, so the wait surely starts in that moment); waiting
+    # for the app then must not give up: it comes back after boot.py and
+    # main.py. (It once did give up, when `make test-hw` ended on a reset.)
+    spawn = vboard._spawn
+    started = []
+
+    def slow_spawn(run_main):
+        started.append(run_main)
+        time.sleep(1.5)
+        spawn(run_main)
+
+    vboard._spawn = slow_spawn
+    mark = vboard.console_offset()
+    with serial.Serial(vboard.tty_link, 115200, timeout=1) as port:
+        _interrupt(vboard, port)
+        port.write(b"\x04")  # Ctrl-D at the prompt: a soft reset, then the app
+    vboard.wait_console("MPY: soft reboot", start=mark)
+    vboard.wait_http(timeout=30)
+    assert started[-1] is True  # a reset from the friendly REPL runs main.py
+    assert status(vboard)["uptime_s"] <= 5
+
+
 def _interrupt(vb, port, tries=3):
     """Ctrl-C on the serial line; the console offset just past the prompt.
 

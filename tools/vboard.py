@@ -345,13 +345,18 @@ class VirtualBoard:
             return len(self._console)
 
     def wait_http(self, path="api/status", timeout=20):
-        """Wait until the firmware answers HTTP 200 on ``path``; return the body."""
+        """Wait until the firmware answers HTTP 200 on ``path``; return the body.
+
+        Waits through a soft reset (the VM is restarted then, and for a
+        moment there is none); gives up at once on a board that was stopped
+        or never started."""
         import urllib.request
 
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            if self._proc is None:
+            if self._thread is None or self._stop.is_set():
+                last = "the board is not running"
                 break
             try:
                 with urllib.request.urlopen(self.url + path, timeout=2) as r:
