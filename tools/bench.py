@@ -837,7 +837,9 @@ def section_live(bench):
     /stream as fast as it comes (``stream_fps`` at its default). SSE latency
     is a settings POST to its ``status`` event on the stream (p50 and p99).
     The virtual board's camera is 160x120 only (no ``framesize`` control):
-    bytes per frame is for that size, JPEG from our own encoder.
+    the stream's bytes per frame are for that size, JPEG from our own
+    encoder; ``framesize_bytes`` then gives the same encoder's figure at
+    every ESP32 framesize.
     """
     runs = {}
     for label, viewer in (("no viewer", False), ("1 viewer", True)):
@@ -868,6 +870,44 @@ def section_live(bench):
     if lat0 and lat1:
         bench.figure("SSE latency p99, 1 viewer / none", _percentile(lat1, 99) / _percentile(lat0, 99), "x",
                      goal="<= 2")
+    framesize_bytes(bench)
+
+
+def esp32_framesizes():
+    """The ESP32 camera layer's framesizes, smallest first: ``[(name, (w, h))]``
+    (its ``SIZES``, read from the source: the module imports the camera
+    driver, which only a board has)."""
+    import ast
+
+    path = os.path.join(ROOT, "firmware", "camwatch", "board", "esp32_camera.py")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["SIZES"]:
+            return sorted(ast.literal_eval(node.value).items(), key=lambda kv: kv[1])
+    raise RuntimeError("%s has no SIZES" % path)
+
+
+def framesize_bytes(bench):
+    """Bytes per streamed frame at each ESP32 framesize (tests/bench/framesizes.py):
+    the virtual camera's default scene drawn at that size, our grayscale
+    encoder at jpeg_quality 80, a part's multipart head included."""
+    sizes = ",".join("%s:%dx%d" % (name, w, h) for name, (w, h) in esp32_framesizes())
+    out = bench.vm("framesizes.py", heap=16 * 1024 * 1024, env={"FRAMESIZES": sizes})
+    figures = 0
+    for line in out.splitlines():
+        if line.startswith("FIGURE "):
+            _, name, wh, ms, *values = line.split()
+            values = [int(v) for v in values]
+            bench.figure("bytes per streamed frame, %s (%s), virtual camera" % (name, wh), None,
+                         "bytes", runs=values,
+                         note="%.0f KB/s at stream_fps 10; encoded in %s ms on the VM"
+                         % (statistics.median(values) * 10 / 1024, ms))
+            figures += 1
+        else:
+            bench.log(line)
+    if not figures:
+        bench.log("framesizes.py gave no figures:\n" + out)
 
 
 SECTIONS = [
