@@ -271,7 +271,9 @@ class VirtualBoard:
         return os.ttyname(self._serial_slave)
 
     def start(self):
-        """Open the serial pty, publish it, start the VM and the bridge."""
+        """Open the serial pty, publish it, start the VM and the bridge (again
+        after ``stop()``: a board switched off and on)."""
+        self._stop.clear()
         self._serial_master, self._serial_slave = os.openpty()
         tty.setraw(self._serial_slave)  # a serial line: no echo, no translation
         os.set_blocking(self._serial_master, False)
