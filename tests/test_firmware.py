@@ -239,6 +239,26 @@ def test_a_settings_change_applies_live_is_saved_and_announced(board, flash):
     assert saved["telemetry_s"] == 1 and saved["sensitivity"] == 70
 
 
+def test_a_settings_change_that_cannot_be_saved_changes_nothing(board, flash):
+    # the save's temporary file cannot be made (a folder in its place, as a
+    # flash that refuses the write): the board says so and keeps every value
+    blocker = flash / "settings.json.new"
+    blocker.mkdir()
+    try:
+        code, body = post(board, "api/settings", {"password": "s3cret",
+                                                  "settings": {"telemetry_s": 5}})
+        assert code == 500 and "could not be saved" in body["error"], (code, body)
+        assert "nothing changed" in body["error"]
+        assert json.loads(get(board, "api/settings")[2])["telemetry_s"] == 2
+        assert json.load(open(flash / "settings.json"))["telemetry_s"] == 2
+    finally:
+        blocker.rmdir()
+    # once it can write again, the same change goes through
+    code, body = post(board, "api/settings", {"password": "s3cret", "settings": {"telemetry_s": 5}})
+    assert code == 200 and body["changed"] == ["telemetry_s"]
+    assert json.load(open(flash / "settings.json"))["telemetry_s"] == 5
+
+
 def test_corrupt_settings_are_reported_and_defaults_used(flash, tmp_path):
     (flash / "settings.json").write_text('{"telemetry_s": ')
     vb = boot(flash, tmp_path)

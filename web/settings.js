@@ -289,7 +289,8 @@ export class SettingsForm {
     if (!res.ok) return this.say("Not saved: " + (body.error || "the board answered " + res.status) + ".", "bad");
     this.pw.value = "";
     this.savedAt = Date.now();
-    this.values = body.settings || this.values;
+    // a board short of heap answers {"saved": true} without the settings
+    this.values = body.settings || Object.assign({}, this.values, changes);
     this.render();
     const changed = body.changed || Object.keys(changes);
     this.say(changed.length ? "Saved: " + changed.join(", ") + "." : "Saved (nothing was different).", "good");

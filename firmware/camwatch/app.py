@@ -21,11 +21,16 @@ from camwatch.static import Files
 from camwatch.status import Status
 from camwatch.telemetry import Telemetry
 from camwatch.wifi import WiFi
+from microdot import Response
 from ssehub import Hub, Server
 
 CAMERA_BACKOFF_MAX_S = 30
 WATCHDOG_MS = 30000
 REQUEST_TIMEOUT_S = 5  # a connection that sends no request in this long is closed
+# POST /api/settings when the full answer does not fit in the heap (the page
+# then keeps the values it sent)
+SAVED = b'{"settings": null, "changed": null, "saved": true}'
+JSON_TYPE = {"Content-Type": "application/json; charset=UTF-8"}
 
 
 class App:
@@ -494,13 +499,27 @@ def add_routes(app):
                   % (ip, "; next try in %d s" % wait if wait else ""))
             return {"error": "wrong admin password"}, 401
         app.guard.passed(ip)
+        # A 503 for want of heap (ssehub.Server) must mean "nothing changed":
+        # up to the save it does (a failed save changes nothing); after it,
+        # the answer is made smaller instead.
         try:
             changed = app.settings.update(body.get("settings"))
         except SettingsError as exc:
             return {"error": str(exc), "field": exc.field, "reason": exc.reason}, 400
+        except OSError as exc:  # the flash is full or failing
+            return {"error": "the settings could not be saved (%r): nothing changed" % exc}, (
+                507 if exc.errno == 28 else 500)  # ENOSPC
         if changed:
-            app.apply_settings(changed)
-        return {"settings": app.settings.public(), "changed": changed}
+            try:
+                app.apply_settings(changed)
+            except MemoryError:  # saved: tell the parts once the garbage is gone
+                gc.collect()
+                app.apply_settings(changed)
+        try:
+            return Response({"settings": app.settings.public(), "changed": changed})
+        except MemoryError:  # saved and applied: a short answer that says so
+            gc.collect()
+            return Response(SAVED, headers=JSON_TYPE)
 
     # setting the board up from a phone: camwatch.portal does the work
     @web.post("/api/claim")

@@ -101,6 +101,7 @@ RETIRED = ("end_frames",)
 SECRETS = ["wifi_password", "ap_password", "admin_salt", "admin_hash"]
 # Keys only `make deploy` writes: the settings page cannot change them.
 PROVISIONED = ["wifi_password", "admin_salt", "admin_hash"]
+_UNSET = object()  # a key a failed save found missing
 # Keys read once at start: a change is saved but applies after a restart.
 RESTART = ["ring_size", "streams_max", "heartbeat_s", "http_port", "hostname", "wifi_ssid",
            "wifi_timeout_s", "ap_password"]
@@ -252,7 +253,9 @@ class Settings:
     def update(self, changes):
         """Validate every change, then apply and save them all (or none).
 
-        Returns the list of keys whose value changed.
+        Returns the list of keys whose value changed. When the save fails
+        (a full flash, no heap left to write it), the values are as they
+        were and the error is raised: nothing changed.
         """
         if not isinstance(changes, dict):
             raise SettingsError("settings", "must be an object of key: value")
@@ -262,20 +265,35 @@ class Settings:
             check(key, value)
         changed = [k for k, v in changes.items() if self.values.get(k) != v]
         if changed:
-            for key in changed:
-                self.values[key] = changes[key]
-            self.save()
+            self._save_with(changes, changed)
         return changed
 
     def provision(self, values):
         """Set ``values`` in one atomic save, keys the page may not write
         included (Wi-Fi, the admin password's salt and hash): for the setup
         and claim routes (camwatch.portal), once they have checked who asks.
-        Raises SettingsError, changing nothing, if any value is invalid."""
+        Raises SettingsError, changing nothing, if any value is invalid, and
+        what the save raised, changing nothing, if it failed."""
         for key, value in values.items():
             check(key, value)
-        self.values.update(values)
-        self.save()
+        self._save_with(values, list(values))
+
+    def _save_with(self, changes, keys):
+        # set ``keys`` of ``changes`` and save; a failed save puts the old
+        # values back before its error goes on up: nothing changed
+        values = self.values
+        old = [values.get(k, _UNSET) for k in keys]
+        for key in keys:
+            values[key] = changes[key]
+        try:
+            self.save()
+        except BaseException:
+            for i in range(len(keys)):
+                if old[i] is _UNSET:
+                    values.pop(keys[i], None)
+                else:
+                    values[keys[i]] = old[i]
+            raise
 
     def save(self):
         """Write the file atomically: new file, then rename over the old."""

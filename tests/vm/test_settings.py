@@ -74,6 +74,28 @@ def test_update_saves_atomically_and_returns_what_changed():
     assert again.load() == [] and again["telemetry_s"] == 7
 
 
+def test_a_failed_save_changes_nothing():
+    s = _fresh()
+    s.load()
+    s.update({"telemetry_s": 7})
+    os.mkdir(PATH + ".new")  # the temporary file cannot be written
+    try:
+        for change in (lambda: s.update({"telemetry_s": 9, "sensitivity": 33}),
+                       lambda: s.provision({"telemetry_s": 9, "wifi_ssid": "elsewhere"})):
+            try:
+                change()
+                raise AssertionError("the save did not fail")
+            except OSError:
+                pass
+            assert s["telemetry_s"] == 7
+            assert s["sensitivity"] == DEFAULTS["sensitivity"]
+            assert s["wifi_ssid"] == DEFAULTS["wifi_ssid"]
+    finally:
+        os.rmdir(PATH + ".new")
+    again = Settings(PATH)
+    assert again.load() == [] and again["telemetry_s"] == 7
+
+
 def test_types_are_checked():
     s = _fresh()
     for key, value, reason in (("telemetry_s", "5", "must be a whole number"),
