@@ -306,10 +306,16 @@ class VirtualBoard:
         """Cut the power and bring it back: the VM is killed where it
         stands (SIGKILL: nothing is flushed or cleaned up, a file being
         written stays as far as it got) and starts again from boot.py, as
-        a board does."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        a board does. Cut in the moment of a reset, when one VM has ended
+        and the next is not started yet, it is the next one that is cut,
+        as it starts."""
+        deadline = time.monotonic() + 5
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                return
+            time.sleep(0.01)
 
     def __enter__(self):
         return self.start()
